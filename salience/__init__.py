@@ -1,0 +1,10 @@
+"""salience: explain image classifiers with saliency maps and evaluate models with them."""
+
+from __future__ import annotations
+
+from salience.errors import SalienceError
+from salience.methods import explain, get_method, list_methods
+
+__version__ = "0.1.0"
+
+__all__ = ["SalienceError", "__version__", "explain", "get_method", "list_methods"]

@@ -1,0 +1,22 @@
+"""User-facing errors: one clear line saying what is wrong and what to do."""
+
+from __future__ import annotations
+
+
+class SalienceError(Exception):
+    """An error caused by the user's input; the CLI prints it as one line, without traceback."""
+
+
+class UnknownNameError(SalienceError, KeyError):
+    """A registry lookup for a name that does not exist."""
+
+    def __init__(self, kind: str, name: str, known: list[str]) -> None:
+        self.kind, self.name, self.known = kind, name, known
+        super().__init__(f"unknown {kind} {name!r}; choose one of: {', '.join(known)}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class UnsupportedModelError(SalienceError):
+    """The method cannot be applied to this model, for a stated reason."""

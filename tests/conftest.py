@@ -1,0 +1,66 @@
+"""Shared fixtures: seeded tiny models in float64, real architectures with random weights."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+IMAGENET_SAMPLES = Path(os.environ.get("SALIENCE_IMAGENET_SAMPLES", SHARED / "data" / "imagenet-samples"))
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+class TinyCNN(nn.Module):
+    """conv-relu-conv-relu-pool-linear; float64 friendly, ~1k parameters."""
+
+    def __init__(self, classes: int = 5, inplace: bool = False) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.relu1 = nn.ReLU(inplace=inplace)
+        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
+        self.relu2 = nn.ReLU(inplace=inplace)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu2(self.conv2(self.relu1(self.conv1(x))))
+        return self.fc(self.pool(x).flatten(1))
+
+
+@pytest.fixture
+def tiny_cnn() -> nn.Module:
+    return TinyCNN().double().eval()
+
+
+@pytest.fixture(scope="session")
+def resnet18() -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=10).eval()
+
+
+@pytest.fixture(scope="session")
+def small_vit() -> nn.Module:
+    """A torchvision VisionTransformer small enough for CPU tests (64 px, 16 px patches)."""
+    torch.manual_seed(0)
+    return torchvision.models.VisionTransformer(
+        image_size=64, patch_size=16, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+        num_classes=10,
+    ).eval()
+
+
+@pytest.fixture
+def out_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A per-test folder under test-output/ for artefacts (screenshots, plots) to look at."""
+    path = Path(__file__).resolve().parents[1] / "test-output" / request.node.name
+    path.mkdir(parents=True, exist_ok=True)
+    yield path
