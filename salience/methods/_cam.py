@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from salience._guard import Hooks
+from salience.errors import SalienceError
 from salience.methods._base import Attribution, Problem
-from salience.methods._batching import spans
+from salience.methods._batching import Kind, spans
 from salience.models.layers import CamLayer, resolve_layer, tokens_to_grid
 
 
@@ -28,28 +29,49 @@ class Captured:
     scores: torch.Tensor
 
 
-def capture(problem: Problem, layer: CamLayer, inputs: torch.Tensor, index: torch.Tensor,
-            *, grad: bool, clean: bool = True) -> Captured:
+def capture(
+    problem: Problem,
+    layer: CamLayer,
+    inputs: torch.Tensor,
+    index: torch.Tensor,
+    *,
+    grad: bool,
+    clean: bool = True,
+) -> Captured:
     """Run ``inputs`` forward, record ``layer``'s output and optionally d(score)/d(output)."""
     store: list[torch.Tensor] = []
 
     def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
         leaf = out.detach().requires_grad_(grad)
         store.append(leaf)
-        return leaf.clone() if grad else leaf  # clone: later in-place ops must not hit the leaf
+        return leaf.clone()  # later in-place ops (e.g. ReLU(inplace=True)) must not hit the leaf
 
     with Hooks() as hooks, torch.set_grad_enabled(grad):
         hooks.add(layer.module.register_forward_hook(hook))
         logits = problem.logits(inputs)
         hooks.remove()
         scores = problem.target_scores(logits, index, clean)
-        grads = torch.autograd.grad(scores.sum(), store[0])[0] if grad else None
+        grads = _layer_grad(scores, store[0], layer) if grad else None
     acts = store[0].detach()
     if layer.prefix_tokens is not None:
         h, w = inputs.shape[-2:]
         acts = tokens_to_grid(acts, layer.prefix_tokens, h, w)
         grads = None if grads is None else tokens_to_grid(grads, layer.prefix_tokens, h, w)
     return Captured(acts, grads, scores.detach())
+
+
+def _layer_grad(scores: torch.Tensor, leaf: torch.Tensor, layer: CamLayer) -> torch.Tensor:
+    (grad,) = (
+        torch.autograd.grad(scores.sum(), leaf, allow_unused=True)
+        if scores.requires_grad
+        else (None,)
+    )
+    if grad is None:
+        raise SalienceError(
+            f"the target score does not depend on layer {layer.name!r}; pick a layer on the "
+            "path to the output"
+        )
+    return grad
 
 
 class CamMethod(Attribution):
@@ -77,7 +99,7 @@ class CamMethod(Attribution):
     def attribute(self, problem: Problem) -> torch.Tensor:
         layer = resolve_layer(problem.model, self.layer, problem.x)
         index = problem.rows()
-        kind = "backward" if self.needs_grad else "forward"
+        kind: Kind = "backward" if self.needs_grad else "forward"
         maps = []
         for a, b in spans(problem.n, problem.chunk(kind)):
             cap = capture(problem, layer, problem.x[a:b], index[a:b], grad=self.needs_grad)

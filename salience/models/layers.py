@@ -4,15 +4,22 @@ CNNs: the last module (in execution order) whose output is a spatial map ``[N, C
 with h, w > 1. Vision transformers (torchvision ``VisionTransformer``, timm ViT/DeiT/EVA-style
 models with ``blocks``): the first norm of the last block, i.e. the token sequence entering the
 last attention, reshaped to its patch grid with class and register tokens dropped.
+
+Layer facts (which modules run, how often, and the shape of what they return) come from one
+hooked forward pass of a single image, cached per model and input shape.
 """
 
 from __future__ import annotations
 
+import difflib
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from salience._guard import Hooks
 from salience.errors import SalienceError
 
 
@@ -25,11 +32,26 @@ class CamLayer:
     prefix_tokens: int | None = None  # None: output is already [N, C, h, w]
 
 
+@dataclass(frozen=True)
+class _Probe:
+    """What one forward pass of one image showed: calls and first output shape per module."""
+
+    modules: tuple[int, ...]  # ids of model.modules(), to notice a changed architecture
+    order: tuple[str, ...]  # module names in the order their forward finished
+    calls: dict[str, int]
+    shapes: dict[str, tuple[int, ...] | None]  # None: the output was not a tensor
+
+
+_probes: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], _Probe]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def module_name(model: nn.Module, module: nn.Module) -> str:
     for name, m in model.named_modules():
         if m is module:
             return name
-    raise SalienceError("the layer given is not a submodule of the model")
+    raise SalienceError("the layer given is not a submodule of the model; pass one of its modules")
 
 
 def resolve_layer(model: nn.Module, layer: nn.Module | str | None, x: torch.Tensor) -> CamLayer:
@@ -37,44 +59,30 @@ def resolve_layer(model: nn.Module, layer: nn.Module | str | None, x: torch.Tens
     if layer is None:
         return auto_layer(model, x)
     if isinstance(layer, str):
-        try:
-            module = model.get_submodule(layer)
-        except AttributeError:
-            names = [n for n, _ in model.named_modules() if n][-8:]
-            raise SalienceError(
-                f"model has no layer {layer!r}; the last layers are: {', '.join(names)}"
-            ) from None
-        name = layer
-    else:
+        names = [n for n, _ in model.named_modules() if n]
+        if layer not in names:
+            close = difflib.get_close_matches(layer, names, n=3) or names[-3:]
+            raise SalienceError(f"model has no layer {layer!r}; did you mean: {', '.join(close)}?")
+        module, name = model.get_submodule(layer), layer
+    elif isinstance(layer, nn.Module):
         module, name = layer, module_name(model, layer)
-    return CamLayer(module, name, _prefix_tokens(model, module, x))
+    else:
+        raise SalienceError(
+            f"layer must be a module of the model or its dotted name, got {type(layer).__name__}"
+        )
+    return _checked(model, module, name, x)
 
 
 def auto_layer(model: nn.Module, x: torch.Tensor) -> CamLayer:
     """The default CAM layer (see the module docstring)."""
     vit = _transformer_layer(model)
     if vit is not None:
-        name = module_name(model, vit)
-        return CamLayer(vit, name, _prefix_tokens(model, vit, x))
-    order: list[nn.Module] = []
-    shapes: dict[int, tuple[int, ...]] = {}
-
-    def record(m: nn.Module, _i: object, out: object) -> None:
-        if isinstance(out, torch.Tensor):
-            order.append(m)
-            shapes[id(m)] = tuple(out.shape)
-
-    handles = [m.register_forward_hook(record) for m in model.modules() if m is not model]
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
-    for m in reversed(order):
-        s = shapes[id(m)]
-        if len(s) == 4 and s[2] > 1 and s[3] > 1:
-            return CamLayer(m, module_name(model, m))
+        return _checked(model, vit, module_name(model, vit), x)
+    probe = _probe(model, x)
+    for name in reversed(probe.order):
+        s = probe.shapes[name]
+        if probe.calls[name] == 1 and s is not None and len(s) == 4 and s[2] > 1 and s[3] > 1:
+            return CamLayer(model.get_submodule(name), name)
     raise SalienceError(
         "found no layer with a spatial output [N, C, h, w] for CAM methods; pass layer= "
         "a module or its dotted name"
@@ -87,62 +95,105 @@ def _transformer_layer(model: nn.Module) -> nn.Module | None:
     if hasattr(model, "class_token") and isinstance(layers, nn.Sequential) and len(layers):
         return getattr(layers[-1], "ln_1", layers[-1])  # torchvision VisionTransformer
     blocks = getattr(model, "blocks", None)
-    if hasattr(model, "num_prefix_tokens") and isinstance(blocks, nn.Sequential) and len(blocks):
+    if (
+        hasattr(model, "num_prefix_tokens")
+        and isinstance(blocks, (nn.Sequential, nn.ModuleList))
+        and len(blocks)
+    ):
         return getattr(blocks[-1], "norm1", blocks[-1])  # timm ViT family
     return None
 
 
-def _prefix_tokens(model: nn.Module, module: nn.Module, x: torch.Tensor) -> int | None:
-    """Leading non-patch tokens of a token-sequence layer, or None for spatial layers."""
-    seen: list[tuple[int, ...]] = []
-    handle = module.register_forward_hook(
-        lambda _m, _i, out: seen.append(tuple(out.shape)) if isinstance(out, torch.Tensor) else None
-    )
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        handle.remove()
-    if not seen:
-        raise SalienceError("the chosen layer produced no tensor output during the forward pass")
-    shape = seen[0]
+def _probe(model: nn.Module, x: torch.Tensor) -> _Probe:
+    """Run one image through ``model`` recording every module's calls and output shape."""
+    key = (tuple(x.shape[1:]), x.dtype, x.device.type)
+    ids = tuple(id(m) for m in model.modules())
+    cached = _probes.setdefault(model, {}).get(key)
+    if cached is not None and cached.modules == ids:
+        return cached
+    order: list[str] = []
+    calls: dict[str, int] = {}
+    shapes: dict[str, tuple[int, ...] | None] = {}
+
+    def recorder(name: str) -> Callable[[nn.Module, object, object], None]:
+        def record(_m: nn.Module, _i: object, out: object) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            if calls[name] == 1:
+                order.append(name)
+                shapes[name] = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+
+        return record
+
+    with Hooks() as hooks, torch.no_grad():
+        for name, m in model.named_modules():
+            if name:
+                hooks.add(m.register_forward_hook(recorder(name)))
+        model(x[:1])
+    probe = _Probe(ids, tuple(order), calls, shapes)
+    _probes[model][key] = probe
+    return probe
+
+
+def _checked(model: nn.Module, module: nn.Module, name: str, x: torch.Tensor) -> CamLayer:
+    """A :class:`CamLayer` after checking that ``module`` runs once and returns a usable map."""
+    if not name:
+        raise SalienceError("layer must be a submodule of the model, not the model itself")
+    probe = _probe(model, x)
+    calls = probe.calls.get(name, 0)
+    if calls == 0:
+        raise SalienceError(f"layer {name!r} does not run in the model's forward pass")
+    if calls > 1:
+        raise SalienceError(
+            f"layer {name!r} runs {calls} times per forward pass (a reused module); "
+            "pick a module that runs once, e.g. its parent block"
+        )
+    shape = probe.shapes[name]
+    if shape is None:
+        raise SalienceError(f"layer {name!r} does not return a tensor; pick another layer")
     if len(shape) == 4:
-        return None
+        return CamLayer(module, name)
     if len(shape) != 3:
-        raise SalienceError(f"CAM layer output has shape {shape}; expected [N,C,h,w] or [N,T,D]")
+        raise SalienceError(
+            f"layer {name!r} returns shape {shape}; CAMs need [N, C, h, w] or tokens [N, T, D]"
+        )
+    height, width = x.shape[-2:]
     known = getattr(model, "num_prefix_tokens", None)
     if known is None and hasattr(model, "class_token"):
         known = 1
-    if known is not None:
-        return int(known)
-    return infer_prefix(shape[1], x.shape[-2], x.shape[-1])
+    if known is not None and patch_grid(shape[1] - int(known), height, width) is not None:
+        return CamLayer(module, name, int(known))
+    return CamLayer(module, name, infer_prefix(shape[1], height, width))
 
 
 def infer_prefix(tokens: int, height: int, width: int, max_prefix: int = 16) -> int:
-    """Smallest prefix p such that tokens - p patches tile an h x w grid of the image's aspect."""
-    for p in range(max_prefix + 1):
-        if _grid(tokens - p, height, width) is not None:
+    """Smallest prefix p such that tokens - p patches tile the image as a grid of square patches."""
+    for p in range(min(max_prefix, tokens - 1) + 1):
+        if patch_grid(tokens - p, height, width) is not None:
             return p
-    raise SalienceError(f"cannot infer a patch grid from {tokens} tokens for a {height}x{width} input")
+    raise SalienceError(
+        f"cannot infer a patch grid from {tokens} tokens for a {height}x{width} input; "
+        "pass layer= a module with a spatial output [N, C, h, w]"
+    )
 
 
-def _grid(patches: int, height: int, width: int) -> tuple[int, int] | None:
+def patch_grid(patches: int, height: int, width: int) -> tuple[int, int] | None:
+    """The grid (h, w) of ``patches`` square patches of some size s over the image, where the
+    last patch of a row or column may be cut off (floor) or padded (ceil); None if none fits."""
     if patches <= 0:
         return None
-    for h in range(1, patches + 1):
-        if patches % h == 0:
-            w = patches // h
-            if height % h == 0 and width % w == 0 and height // h == width // w:
+    for s in range(1, max(height, width) + 1):
+        for h, w in ((height // s, width // s), (-(-height // s), -(-width // s))):
+            if h * w == patches:
                 return h, w
+        if -(-height // s) * -(-width // s) < patches:
+            return None
     return None
 
 
 def tokens_to_grid(tokens: torch.Tensor, prefix: int, height: int, width: int) -> torch.Tensor:
     """``[N, T, D]`` tokens -> ``[N, D, h, w]`` patch grid (prefix tokens dropped)."""
     patches = tokens[:, prefix:]
-    grid = _grid(patches.shape[1], height, width)
+    grid = patch_grid(patches.shape[1], height, width)
     if grid is None:
-        raise SalienceError(
-            f"{patches.shape[1]} patch tokens do not tile a {height}x{width} input"
-        )
+        raise SalienceError(f"{patches.shape[1]} patch tokens do not tile a {height}x{width} input")
     return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
