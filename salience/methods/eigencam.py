@@ -1,1 +1,36 @@
-"""(being written)"""
+"""Eigen-CAM (Muhammad & Yeasin, 2020, IJCNN, arXiv:2008.00299)."""
+
+from __future__ import annotations
+
+import torch
+
+from salience.methods._base import Problem
+from salience.methods._cam import CamMethod, Captured
+from salience.methods._registry import register_method
+from salience.models.layers import CamLayer
+
+
+@register_method
+class EigenCam(CamMethod):
+    """The activations projected on their first principal component; class-agnostic.
+
+    Positions are the samples and channels the features; the activations are centred per
+    channel before the SVD (as pytorch-grad-cam does). The sign of a singular vector is
+    arbitrary, so each map is flipped to correlate positively with the channel-mean activation.
+    """
+
+    name = "eigencam"
+    passes = "1 fwd"
+    needs_grad = False
+
+    def cam(
+        self, cap: Captured, problem: Problem, layer: CamLayer, index: torch.Tensor
+    ) -> torch.Tensor:
+        n, _, h, w = cap.acts.shape
+        feats = cap.acts.flatten(2).transpose(1, 2)  # [n, h*w, channels]
+        feats = feats - feats.mean(dim=1, keepdim=True)
+        _, _, vh = torch.linalg.svd(feats, full_matrices=False)
+        proj = (feats @ vh[:, 0, :, None]).squeeze(2)  # [n, h*w]
+        agree = (proj * cap.acts.mean(1).flatten(1)).sum(1, keepdim=True)
+        proj = torch.where(agree < 0, -proj, proj)
+        return proj.view(n, h, w)
