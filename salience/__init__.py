@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from salience.errors import SalienceError
 from salience.methods import explain, get_method, list_methods
+from salience.models import LoadedModel, load_model
 
 __version__ = "0.1.0"
 
-__all__ = ["SalienceError", "__version__", "explain", "get_method", "list_methods"]
+__all__ = [
+    "LoadedModel",
+    "SalienceError",
+    "__version__",
+    "explain",
+    "get_method",
+    "list_methods",
+    "load_model",
+]

@@ -1,1 +1,32 @@
-"""(being written)"""
+"""Loading models to explain: one registry of model sources, preprocessing, CAM layers.
+
+``load_model(spec, weights=None, device=None)`` accepts ``torchvision:NAME``, ``timm:NAME``, a
+TorchScript file, ``package.module:factory`` (or ``FILE.py:factory``) and ``efficientnet_lite0``.
+"""
+
+from __future__ import annotations
+
+from salience.models import efficientnet_lite  # noqa: F401  (registers efficientnet_lite0)
+from salience.models.preprocess import PRESETS, Preprocess, parse_preprocess
+from salience.models.sources import (
+    LoadedModel,
+    ModelSource,
+    imagenet_classes,
+    list_sources,
+    load_model,
+    read_state_dict,
+    register_source,
+)
+
+__all__ = [
+    "PRESETS",
+    "LoadedModel",
+    "ModelSource",
+    "Preprocess",
+    "imagenet_classes",
+    "list_sources",
+    "load_model",
+    "parse_preprocess",
+    "read_state_dict",
+    "register_source",
+]
