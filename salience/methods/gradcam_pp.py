@@ -16,8 +16,8 @@ class GradCamPlusPlus(CamMethod):
 
     With the higher-order derivatives of Eq. 19 written in first-order gradients g (as the
     paper does for an exponential output), alpha = g^2 / (2 g^2 + sum(A) g^3) = 1 / (2 + sum(A) g)
-    wherever g != 0. The reduced form needs no epsilon, so the map does not change when the
-    scores are rescaled; positions where the denominator vanishes get alpha = 0.
+    wherever g != 0. The reduced form needs no epsilon (pytorch-grad-cam adds 1e-6 to the
+    denominator, which dominates once |g| < 1e-3); positions where it vanishes get alpha = 0.
     """
 
     name = "gradcam_pp"
