@@ -15,8 +15,11 @@ class EigenCam(CamMethod):
     """The activations projected on their first principal component; class-agnostic.
 
     Positions are the samples and channels the features; the activations are centred per
-    channel before the SVD (as pytorch-grad-cam does). The sign of a singular vector is
-    arbitrary, so each map is flipped to correlate positively with the channel-mean activation.
+    channel before the SVD (as pytorch-grad-cam does). A singular vector's sign is arbitrary:
+    it is chosen to point along the mean feature vector, so the map correlates positively with
+    the activations projected on that mean (for non-negative activations, the sign the paper's
+    uncentred SVD gives). The channel-mean activation would not do: after a LayerNorm it is
+    nearly the same at every position.
     """
 
     name = "eigencam"
@@ -31,6 +34,6 @@ class EigenCam(CamMethod):
         feats = feats - feats.mean(dim=1, keepdim=True)
         _, _, vh = torch.linalg.svd(feats, full_matrices=False)
         proj = (feats @ vh[:, 0, :, None]).squeeze(2)  # [n, h*w]
-        agree = (proj * cap.acts.mean(1).flatten(1)).sum(1, keepdim=True)
+        agree = (vh[:, 0] * cap.acts.flatten(2).mean(2)).sum(1, keepdim=True)
         proj = torch.where(agree < 0, -proj, proj)
         return proj.view(n, h, w)
