@@ -1,0 +1,344 @@
+"""The local audit runner: read -> decode -> predict/attribute -> statistics -> write.
+
+Decoding runs in DataLoader workers, the model in the calling thread, statistics and writes
+in a writer thread, so the three overlap. Shards are independent ranges of the dataset; a
+rerun of the same command skips the shards on disk and the batches saved under ``.partial/``,
+so a run killed at any moment finishes identical to an uninterrupted one. The same stage
+functions (:class:`DecodeStage`, :func:`attribute`, :func:`assemble`, :class:`ShardWriter`)
+can be mapped over shards by a distributed executor writing the same layout.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from salience.audit.assemble import Columns, Computed, assemble
+from salience.audit.attribute import attribute
+from salience.audit.decode import DecodeStage, collate, exact_frame
+from salience.audit.plan import Batch, ModelLike, Plan, check_resume, make_plan, now
+from salience.audit.summary import summarize
+from salience.data.dataset import Dataset, read_dataset
+from salience.device import resolve_device
+from salience.errors import SalienceError
+from salience.methods import Attribution, build_method, method_info
+from salience.methods.spec import parse_method_spec
+from salience.store.layout import MANIFEST, SUMMARY, complete_shards, read_json, write_json
+from salience.store.lock import RunLock
+from salience.store.run import Run
+from salience.store.writer import ShardWriter
+
+Saved = tuple[Columns, dict[str, Columns], dict[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after every batch: images done (resumed ones included) out of ``total``."""
+
+    done: int
+    total: int
+    computed: int  # images computed by this process
+    elapsed: float  # seconds since this process started computing
+
+
+def parse_map_size(value: int | str | Sequence[int]) -> tuple[int, int]:
+    """``64``, ``"64"``, ``"48x64"`` (height x width) or ``(48, 64)`` -> ``(h, w)``."""
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, str):
+        parts = value.lower().replace(" ", "").split("x")
+        if len(parts) in (1, 2) and all(p.isdigit() for p in parts):
+            return int(parts[0]), int(parts[-1])
+        raise SalienceError(f"bad map size {value!r}; write S or HxW, e.g. 64 or 48x64")
+    h, w = value
+    return int(h), int(w)
+
+
+def build_methods(
+    specs: Sequence[str], cam_layer: str | None
+) -> tuple[dict[str, Attribution], dict[str, dict[str, Any]]]:
+    """Method specs -> instances and their recorded parameters; CAMs get the model's layer."""
+    methods: dict[str, Attribution] = {}
+    for spec in specs:
+        name, params = parse_method_spec(spec)
+        if name in methods:
+            raise SalienceError(f"method {name} given twice; give each method once")
+        if cam_layer is not None and "layer" in method_info(name).params:
+            params.setdefault("layer", cam_layer)
+        methods[name] = build_method(name, **params)
+    return methods, {n: m.params() for n, m in methods.items()}
+
+
+def audit(
+    model: ModelLike,
+    data: str | os.PathLike[str] | Dataset,
+    out: str | os.PathLike[str],
+    methods: Sequence[str] = ("gradcam",),
+    *,
+    batch_size: int = 32,
+    device: str | torch.device = "auto",
+    workers: int = 0,
+    map_size: int | str | Sequence[int] = 64,
+    shard_size: int = 1024,
+    class_names: Sequence[str] | None = None,
+    top_k: int = 5,
+    ground_truth: Sequence[str] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> dict[str, Any]:
+    """Audit ``model`` on ``data`` into the run folder ``out``; returns the summary.
+
+    Rerunning the same call resumes an interrupted run. ``ground_truth`` names the mask
+    regions that count as the object for Shared Interest (default: all annotated regions).
+    """
+    dataset = data if isinstance(data, Dataset) else read_dataset(Path(data))
+    dev = resolve_device(device)
+    built, params = build_methods(list(methods), model.cam_layer)
+    plan = make_plan(
+        model,
+        dataset,
+        params,
+        class_names=class_names,
+        map_size=parse_map_size(map_size),
+        shard_size=shard_size,
+        batch_size=batch_size,
+        top_k=top_k,
+        ground_truth=ground_truth,
+        device=dev,
+    )
+    plan.manifest["mask_frame"] = "preprocess" if exact_frame(model.preprocess) else "whole image"
+    run = Path(out).expanduser()
+    run.mkdir(parents=True, exist_ok=True)
+    with RunLock(run):
+        _start(run, plan)
+        try:
+            _Session(model, plan, run, built, dev, workers, progress).run()
+        except BaseException as exc:
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
+            _update(run, status="failed", failure=f"{reason}; rerun the same command to resume")
+            raise
+        counts = {
+            "images": len(dataset.items),
+            "done": len(dataset.items),
+            "shards": plan.shards,
+            "shards_done": plan.shards,
+        }
+        _update(run, status="complete", counts=counts, failure=None)
+        summary = summarize(Run.open(run))
+        write_json(run / SUMMARY, summary)
+    return summary
+
+
+def _start(run: Path, plan: Plan) -> None:
+    path = run / MANIFEST
+    if path.exists():
+        stored = read_json(path)
+        check_resume(stored, plan)
+        manifest = {
+            **plan.manifest,
+            "created": stored.get("created", now()),
+            "status": "running",
+            "updated": now(),
+        }
+    else:
+        others = [p.name for p in run.iterdir() if p.name != ".lock"]
+        if others:
+            raise SalienceError(
+                f"{run} is not empty and holds no run ({', '.join(sorted(others)[:3])}...); "
+                "choose a new or empty --out folder"
+            )
+        manifest = plan.manifest
+    write_json(path, manifest)
+
+
+def _update(run: Path, **fields: Any) -> None:
+    manifest = read_json(run / MANIFEST)
+    manifest.update(fields, updated=now())
+    write_json(run / MANIFEST, manifest)
+
+
+class _Session:
+    """One process's work on a run: what is left, computed and written."""
+
+    def __init__(
+        self,
+        model: ModelLike,
+        plan: Plan,
+        run: Path,
+        methods: dict[str, Attribution],
+        device: torch.device,
+        workers: int,
+        progress: Callable[[Progress], None] | None,
+    ) -> None:
+        self.model, self.plan, self.run_dir, self.methods = model, plan, run, methods
+        self.device, self.workers, self.progress = device, workers, progress
+        self.writer = ShardWriter(
+            run, plan.meta_columns, plan.manifest["stat_columns"], pattern=bool(plan.regions)
+        )
+        self.buffers: dict[int, dict[tuple[int, int], Saved]] = {}
+        self.queue: queue.Queue[Computed | None] = queue.Queue(maxsize=4)
+        self.failure: BaseException | None = None
+        self.shards_done = 0
+
+    def run(self) -> None:
+        plan = self.plan
+        done = set(complete_shards(self.run_dir)) & set(range(plan.shards))
+        self.shards_done = len(done)
+        todo: list[Batch] = []
+        finished = sum(len(plan.shard_items(s)) for s in done)
+        for shard in sorted(set(range(plan.shards)) - done):
+            planned = {(b.start, b.stop) for b in plan.batches(shard)}
+            saved = {k: v for k, v in self.writer.load_batches(shard).items() if k in planned}
+            self.buffers[shard] = saved
+            finished += sum(b - a for a, b in saved)
+            todo += [b for b in plan.batches(shard) if (b.start, b.stop) not in saved]
+            self._maybe_write(shard)
+        self.total = len(plan.dataset.items)
+        self.finished, self.computed, self.t0 = finished, 0, time.perf_counter()
+        if todo:
+            self._compute(todo)
+        self.writer.clear_partial()
+
+    def _compute(self, todo: list[Batch]) -> None:
+        plan = self.plan
+        stage = DecodeStage(
+            plan.dataset.items,
+            plan.dataset.root,
+            self.model.preprocess,
+            tuple(plan.manifest["map_size"]),
+            plan.regions,
+        )  # type: ignore[arg-type]
+        cuda = self.device.type == "cuda"
+        loader = DataLoader(
+            stage,
+            batch_sampler=[list(b.positions(plan.shard_size)) for b in todo],
+            collate_fn=collate,
+            num_workers=self.workers,
+            pin_memory=cuda,
+            prefetch_factor=4 if self.workers else None,
+        )
+        batches = iter(loader)  # workers fork here, before the writer thread starts
+        thread = threading.Thread(target=self._write_loop, name="salience-writer", daemon=True)
+        thread.start()
+        module = self.model.module.to(self.device)
+        try:
+            for batch, decoded in zip(todo, batches, strict=True):
+                computed = self._model_stage(module, batch, decoded, cuda)
+                self._put(computed)
+                self.finished += len(decoded)
+                self.computed += len(decoded)
+                if self.progress is not None:
+                    elapsed = time.perf_counter() - self.t0
+                    self.progress(Progress(self.finished, self.total, self.computed, elapsed))
+        finally:
+            self._put(None)
+            thread.join()
+            del batches
+        if self.failure is not None:
+            raise self.failure
+
+    def _model_stage(
+        self, module: torch.nn.Module, batch: Batch, decoded: list[Any], cuda: bool
+    ) -> Computed:
+        h, w = self.plan.manifest["map_size"]
+        ok = [i for i, d in enumerate(decoded) if d.x is not None]
+        logits_parts: dict[int, np.ndarray] = {}
+        map_parts: dict[str, dict[int, np.ndarray]] = {m: {} for m in self.methods}
+        errors: dict[str, str | None] = dict.fromkeys(self.methods)
+        shapes: dict[tuple[int, ...], list[int]] = {}
+        for i in ok:
+            shapes.setdefault(tuple(decoded[i].x.shape), []).append(i)
+        for rows in shapes.values():  # inputs of different sizes are run separately
+            x = torch.stack([decoded[i].x for i in rows])
+            x = (x.pin_memory() if cuda else x).to(self.device, non_blocking=cuda)
+            result = attribute(module, x, self.methods, (h, w))
+            k = len(self.plan.class_names)
+            if result.logits.shape[1] != k:
+                raise SalienceError(
+                    f"the model has {result.logits.shape[1]} outputs but the run has {k} "
+                    f"classes ({self.plan.manifest['class_source']}); pass --classes FILE "
+                    "with one name per output"
+                )
+            logits = result.logits.cpu().numpy()
+            for j, i in enumerate(rows):
+                logits_parts[i] = logits[j]
+            for name, maps in result.maps.items():
+                errors[name] = errors[name] or result.errors[name]
+                if maps is not None:
+                    arr = maps.cpu().numpy()
+                    for j, i in enumerate(rows):
+                        map_parts[name][i] = arr[j]
+        for d in decoded:
+            d.x = None  # free the input tensors before queueing
+        k = len(self.plan.class_names)
+        return Computed(
+            batch=batch,
+            decoded=decoded,
+            ok=ok,
+            logits=np.stack([logits_parts[i] for i in ok]) if ok else np.zeros((0, k)),
+            maps={
+                m: np.stack([p[i] for i in ok]) if ok and len(p) == len(ok) else None
+                for m, p in map_parts.items()
+            },
+            method_errors=errors,
+        )
+
+    def _put(self, item: Computed | None) -> None:
+        while True:
+            if self.failure is not None and item is not None:
+                raise self.failure
+            try:
+                self.queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.failure is not None:
+                continue
+            try:
+                samples, stats, maps = assemble(self.plan, item)
+                b = item.batch
+                self.writer.save_batch(b.shard, b.start, b.stop, samples, stats, maps)
+                self.buffers.setdefault(b.shard, {})[(b.start, b.stop)] = (samples, stats, maps)
+                self._maybe_write(b.shard)
+            except BaseException as exc:
+                self.failure = exc
+
+    def _maybe_write(self, shard: int) -> None:
+        """Write ``shard`` once every one of its batches is computed."""
+        saved = self.buffers.get(shard, {})
+        keys = [(b.start, b.stop) for b in self.plan.batches(shard)]
+        if any(k not in saved for k in keys):
+            return
+        parts = [saved[k] for k in keys]
+        samples = {c: [v for p in parts for v in p[0][c]] for c in parts[0][0]}
+        stats = {
+            m: {c: [v for p in parts for v in p[1][m][c]] for c in parts[0][1][m]}
+            for m in parts[0][1]
+        }
+        maps = {m: np.concatenate([p[2][m] for p in parts]) for m in parts[0][2]}
+        self.writer.write_shard(shard, samples, stats, maps)
+        del self.buffers[shard]
+        self.shards_done += 1
+        _update(
+            self.run_dir,
+            counts={
+                "images": len(self.plan.dataset.items),
+                "shards": self.plan.shards,
+                "shards_done": self.shards_done,
+            },
+        )
