@@ -1,0 +1,202 @@
+"""Shared pieces of the metrics: input checks, targets, forward-only scoring, explainers, order."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from salience._guard import model_guard
+from salience.errors import SalienceError
+from salience.methods._base import Attribution, check_batch
+from salience.methods._batching import chunk_size, spans
+from salience.models.layers import module_name
+from salience.outputs import OutputSelector, select_output
+from salience.targets import ClassTarget, as_target
+
+ClassesLike = None | int | Sequence[int] | torch.Tensor
+ExplainFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+MethodLike = str | Attribution | ExplainFn
+
+
+def as_map(saliency: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+    """Saliency as ``[N, H, W]`` float on x's device; ``[N, C, H, W]`` maps are summed over C."""
+    if not isinstance(saliency, torch.Tensor):
+        raise SalienceError(f"saliency must be a torch.Tensor, got {type(saliency).__name__}")
+    s = saliency.detach()
+    if s.ndim == 4:
+        s = s.sum(1)
+    if s.ndim != 3:
+        raise SalienceError(f"saliency must have shape [N, H, W], got {tuple(saliency.shape)}")
+    if x is not None:
+        if s.shape[0] != x.shape[0] or s.shape[-2:] != x.shape[-2:]:
+            raise SalienceError(
+                f"saliency {tuple(s.shape)} does not match the images {tuple(x.shape)}; maps must "
+                "be one per image at input resolution (salience.explain returns them so)"
+            )
+        s = s.to(device=x.device, dtype=x.dtype)
+    if not bool(torch.isfinite(s).all()):
+        raise SalienceError("saliency contains NaN or infinite values")
+    return s
+
+
+def as_masks(masks: torch.Tensor, n: int, height: int, width: int) -> torch.Tensor:
+    """Ground truth as boolean ``[N, H, W]``: masks, or boxes ``[N, 4]`` as
+    ``(x_min, y_min, x_max, y_max)`` in pixels with exclusive maxima."""
+    m = torch.as_tensor(masks)
+    if m.ndim == 2 and m.shape == (n, 4):
+        boxes = m.round().long().cpu()
+        out = torch.zeros(n, height, width, dtype=torch.bool)
+        for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+            out[i, max(y0, 0) : min(y1, height), max(x0, 0) : min(x1, width)] = True
+        return out
+    if m.ndim == 4 and m.shape[1] == 1:
+        m = m[:, 0]
+    if m.ndim != 3 or tuple(m.shape) != (n, height, width):
+        raise SalienceError(
+            f"masks must be [N, H, W] = {(n, height, width)} or boxes [N, 4], got {tuple(m.shape)}"
+        )
+    return m.bool() if m.dtype == torch.bool else m > 0.5
+
+
+def logits_of(model: nn.Module, x: torch.Tensor, output: OutputSelector) -> torch.Tensor:
+    return select_output(model(x), output)
+
+
+def predict(
+    model: nn.Module, x: torch.Tensor, output: OutputSelector = None, batch_size: int | None = None
+) -> torch.Tensor:
+    """Logits ``[N, K]`` of a clean batch, forward only, in chunks."""
+    step = chunk_size(model, x, "forward", batch_size)
+    with torch.no_grad():  # not inference_mode: the classes may later index autograd ops
+        return torch.cat([logits_of(model, x[a:b], output) for a, b in spans(x.shape[0], step)])
+
+
+def resolve_classes(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: ClassesLike,
+    output: OutputSelector = None,
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """One class index per image; ``None`` is the class the model predicts for the clean image."""
+    if target is None:
+        return predict(model, x, output, batch_size).argmax(1)
+    resolved = as_target(target, x.shape[0])
+    if not isinstance(resolved, ClassTarget):
+        raise SalienceError("metrics need class indices as target (an int or one int per image)")
+    return resolved.classes.to(x.device)
+
+
+def class_scores(logits: torch.Tensor, classes: torch.Tensor, softmax: bool) -> torch.Tensor:
+    values = F.softmax(logits.float(), dim=1) if softmax else logits
+    return values.gather(1, classes[:, None].to(logits.device)).squeeze(1)
+
+
+def forward_rows(
+    model: nn.Module,
+    count: int,
+    make_rows: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]],
+    softmax: bool,
+    output: OutputSelector,
+    step: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Score ``count`` perturbed rows built ``step`` at a time by ``make_rows(a, b) -> (inputs,
+    classes)``; forward only, no autograd graph. Returns target scores and predicted classes."""
+    scores, preds = [], []
+    with torch.inference_mode():
+        for a, b in spans(count, step):
+            inputs, classes = make_rows(a, b)
+            logits = logits_of(model, inputs, output)
+            scores.append(class_scores(logits, classes, softmax))
+            preds.append(logits.argmax(1))
+    return torch.cat(scores), torch.cat(preds)
+
+
+def explainer(
+    method: MethodLike,
+    method_params: dict[str, Any] | None = None,
+    output: OutputSelector = None,
+) -> ExplainFn:
+    """A function ``(model, x, classes) -> [N, H, W]`` from a method name, instance or callable.
+
+    A CAM ``layer`` given as a module is turned into its dotted name on first use, so the same
+    explainer also works on deep copies of the model (the randomization tests)."""
+    params = dict(method_params or {})
+    if isinstance(method, str):
+        from salience.methods import build_method
+
+        method = build_method(method, **params)
+    elif params:
+        raise SalienceError("method_params only applies when method is given by name")
+    if isinstance(method, Attribution):
+        inst = copy.copy(method)  # its layer may be rewritten below; the caller's stays as is
+
+        def run(model: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+            layer = getattr(inst, "layer", None)
+            if isinstance(layer, nn.Module):
+                setattr(inst, "layer", module_name(model, layer))  # noqa: B010
+            return inst.explain(model, x, classes, output=output)
+
+        return run
+    if callable(method):
+        fn = method
+
+        def call(model: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+            return as_map(fn(model, x, classes), x)
+
+        return call
+    raise SalienceError(
+        f"method must be a method name, an Attribution or a callable, got {method!r}"
+    )
+
+
+def method_name(method: MethodLike) -> str:
+    if isinstance(method, str):
+        return method
+    if isinstance(method, Attribution):
+        return method.name
+    return getattr(method, "__name__", type(method).__name__)
+
+
+def descending_order(values: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Per-row indices from the largest value down, ties broken uniformly at random."""
+    perm = torch.rand(values.shape, generator=generator, device=values.device).argsort(dim=1)
+    shuffled = values.gather(1, perm)
+    idx = torch.sort(shuffled, dim=1, descending=True, stable=True).indices
+    return perm.gather(1, idx)
+
+
+def ranks(order: torch.Tensor) -> torch.Tensor:
+    """Inverse permutation: ``ranks[i, order[i, k]] = k``."""
+    out = torch.empty_like(order)
+    positions = torch.arange(order.shape[1], device=order.device).expand_as(order)
+    return out.scatter_(1, order, positions)
+
+
+def generator(seed: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+__all__ = [
+    "ClassesLike",
+    "ExplainFn",
+    "MethodLike",
+    "as_map",
+    "as_masks",
+    "check_batch",
+    "class_scores",
+    "descending_order",
+    "explainer",
+    "forward_rows",
+    "generator",
+    "method_name",
+    "model_guard",
+    "predict",
+    "ranks",
+    "resolve_classes",
+]

@@ -1,0 +1,180 @@
+"""ROAD: RemOve And Debias (Rong, Leemann, Borisov, Kasneci & Kasneci, 2022, ICML,
+arXiv:2202.00449).
+
+For each fraction p, the pixels to remove are replaced by noisy linear imputation from their
+neighbours (no fixed colour, so the mask's shape leaks no class information), and the model
+scores the result without retraining. MoRF removes the most relevant fraction p first (a
+faithful map makes the probability drop fast: lower is better); LeRF removes the least relevant
+fraction p (a faithful map keeps the probability up: higher is better). The per-image score is
+the mean target probability over the fractions; the accuracy (argmax == target) per fraction,
+which the paper plots, is in ``curves["correct"]``. The imputation of all rows of a chunk is one
+batched solve on the device (:mod:`salience.metrics._imputation`); its time is reported
+separately in ``details``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from salience._guard import model_guard
+from salience.errors import SalienceError
+from salience.methods._batching import chunk_size, spans
+from salience.metrics._common import (
+    ClassesLike,
+    as_map,
+    check_batch,
+    class_scores,
+    descending_order,
+    generator,
+    logits_of,
+    ranks,
+    resolve_classes,
+)
+from salience.metrics._imputation import impute
+from salience.metrics._registry import register_metric
+from salience.metrics._result import Outcome
+from salience.outputs import OutputSelector
+
+RONG = "Rong, Leemann, Borisov, Kasneci & Kasneci, ROAD, ICML 2022 (arXiv:2202.00449)"
+PERCENTAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _row_noise(rows: torch.Tensor, x: torch.Tensor, seed: int) -> torch.Tensor:
+    """Standard normal noise per row, seeded by (seed, row): independent of the chunking."""
+    gen = torch.Generator(device=x.device)
+    out = torch.empty((rows.numel(), *x.shape[1:]), device=x.device, dtype=x.dtype)
+    for i, r in enumerate(rows.tolist()):
+        gen.manual_seed(seed * 1_000_003 + r)
+        out[i].normal_(generator=gen)
+    return out
+
+
+def _road(
+    model: nn.Module,
+    x: torch.Tensor,
+    saliency: torch.Tensor,
+    target: ClassesLike,
+    order: Literal["morf", "lerf"],
+    percentages: Sequence[float],
+    noise: float,
+    softmax: bool,
+    tol: float,
+    seed: int,
+    batch_size: int | None,
+    output: OutputSelector,
+) -> Outcome:
+    check_batch(x)
+    x = x.detach()
+    s = as_map(saliency, x)
+    fractions = torch.tensor([float(p) for p in percentages], dtype=torch.float64)
+    if fractions.numel() == 0 or bool(((fractions <= 0) | (fractions >= 1)).any()):
+        raise SalienceError("percentages must be fractions strictly between 0 and 1")
+    n, _, h, w = x.shape
+    gen = generator(seed, x.device)
+    counts = torch.round(fractions * h * w).long().to(x.device)
+    k = counts.numel()
+    scores, correct = [], []
+    timing = {"imputation_seconds": 0.0, "forward_seconds": 0.0}
+    with model_guard(model):
+        classes = resolve_classes(model, x, target, output, batch_size)
+        rank = ranks(descending_order(s.flatten(1), gen))
+        step = chunk_size(model, x, "forward", batch_size)
+        for a, b in spans(n * k, step):
+            rows = torch.arange(a, b, device=x.device)
+            img, j = rows // k, rows % k
+            if order == "morf":
+                removed = rank[img] < counts[j, None]
+            else:
+                removed = rank[img] >= h * w - counts[j, None]
+            t0 = time.perf_counter()
+            eps = _row_noise(rows, x, seed) if noise > 0 else None
+            inputs = impute(x[img], removed.view(-1, h, w), noise=noise, eps=eps, tol=tol)
+            _sync(x.device)
+            t1 = time.perf_counter()
+            with torch.inference_mode():
+                logits = logits_of(model, inputs, output)
+                scores.append(class_scores(logits, classes[img], softmax))
+                correct.append((logits.argmax(1) == classes[img]).double())
+            _sync(x.device)
+            timing["imputation_seconds"] += t1 - t0
+            timing["forward_seconds"] += time.perf_counter() - t1
+    curve = torch.cat(scores).view(n, k).double()
+    return Outcome(
+        curve.mean(1),
+        curves={"scores": curve, "correct": torch.cat(correct).view(n, k), "fraction": fractions},
+        details={"classes": classes.tolist(), **timing},
+    )
+
+
+@register_metric("road_morf", category="faithfulness", direction="lower", paper=RONG)
+def road_morf(
+    model: nn.Module,
+    x: torch.Tensor,
+    saliency: torch.Tensor,
+    target: ClassesLike = None,
+    *,
+    percentages: Sequence[float] = PERCENTAGES,
+    noise: float = 0.01,
+    softmax: bool = True,
+    tol: float = 1e-5,
+    seed: int = 0,
+    batch_size: int | None = None,
+    output: OutputSelector = None,
+) -> Outcome:
+    """Mean target probability with the most relevant fractions imputed away (lower is better)."""
+    return _road(
+        model,
+        x,
+        saliency,
+        target,
+        "morf",
+        percentages,
+        noise,
+        softmax,
+        tol,
+        seed,
+        batch_size,
+        output,
+    )
+
+
+@register_metric("road_lerf", category="faithfulness", direction="higher", paper=RONG)
+def road_lerf(
+    model: nn.Module,
+    x: torch.Tensor,
+    saliency: torch.Tensor,
+    target: ClassesLike = None,
+    *,
+    percentages: Sequence[float] = PERCENTAGES,
+    noise: float = 0.01,
+    softmax: bool = True,
+    tol: float = 1e-5,
+    seed: int = 0,
+    batch_size: int | None = None,
+    output: OutputSelector = None,
+) -> Outcome:
+    """Mean target probability with the least relevant fractions imputed away (higher is better)."""
+    return _road(
+        model,
+        x,
+        saliency,
+        target,
+        "lerf",
+        percentages,
+        noise,
+        softmax,
+        tol,
+        seed,
+        batch_size,
+        output,
+    )

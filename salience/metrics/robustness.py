@@ -1,0 +1,163 @@
+"""Robustness of maps to small input changes (lower is better for all three).
+
+- Max- and average-sensitivity (Yeh, Hsieh, Suggala, Inouye & Ravikumar, 2019, NeurIPS,
+  arXiv:1901.09392): inputs y = x + U[-radius, radius] per value (an L-infinity ball), the
+  score is max (or mean) over samples of ||a(y) - a(x)|| / ||a(x)||, the normalised form of the
+  reference code (``normalize=False`` drops the denominator).
+- Local Lipschitz estimate (Alvarez-Melis & Jaakkola, 2018, arXiv:1806.08049):
+  max over x' = x + N(0, noise^2) of ||a(x) - a(x')|| / ||x - x'||.
+
+The maps of perturbed inputs explain the class explained for the clean image. All perturbed
+copies of a few images go through the method in one batched call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from salience._guard import model_guard
+from salience.errors import SalienceError
+from salience.metrics._common import (
+    ClassesLike,
+    ExplainFn,
+    MethodLike,
+    check_batch,
+    explainer,
+    generator,
+    resolve_classes,
+)
+from salience.metrics._registry import register_metric, seeded
+from salience.metrics._result import Outcome
+from salience.outputs import OutputSelector
+
+YEH = "Yeh et al., On the (in)fidelity and sensitivity of explanations, NeurIPS 2019"
+ALVAREZ = "Alvarez-Melis & Jaakkola, On the robustness of interpretability methods, 2018"
+_ROWS = 64  # perturbed rows handed to the method per call
+
+
+def _map_changes(
+    model: nn.Module,
+    x: torch.Tensor,
+    explain: ExplainFn,
+    classes: torch.Tensor,
+    samples: int,
+    draw: str,
+    size: float,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``||a(x + d) - a(x)||`` ``[N, S]``, ``||a(x)||`` ``[N]`` and ``||d||`` ``[N, S]``;
+    the perturbed copies of a few images at a time go through the method in one call."""
+    if samples < 1:
+        raise SalienceError("samples must be >= 1")
+    gen = generator(seed, x.device)
+    with seeded(seed):
+        original = explain(model, x, classes)
+    n = x.shape[0]
+    per_call = max(1, _ROWS // samples)
+    changes, sizes = [], []
+    for a in range(0, n, per_call):
+        b = min(a + per_call, n)
+        shape = (b - a, samples, *x.shape[1:])
+        if draw == "uniform":
+            d = (torch.rand(shape, generator=gen, device=x.device, dtype=x.dtype) * 2 - 1) * size
+        else:
+            d = torch.randn(shape, generator=gen, device=x.device, dtype=x.dtype) * size
+        inputs = (x[a:b, None] + d).flatten(0, 1)
+        with seeded(seed + 1 + a):
+            maps = explain(model, inputs, classes[a:b].repeat_interleave(samples))
+        maps = maps.view(b - a, samples, -1).double()
+        changes.append((maps - original[a:b].flatten(1).double()[:, None]).norm(dim=2))
+        sizes.append(d.flatten(2).double().norm(dim=2))
+    return torch.cat(changes), original.flatten(1).double().norm(dim=1), torch.cat(sizes)
+
+
+def _sensitivity(
+    model: nn.Module,
+    x: torch.Tensor,
+    method: MethodLike,
+    target: ClassesLike,
+    method_params: dict[str, Any] | None,
+    radius: float,
+    samples: int,
+    normalize: bool,
+    reduce: Literal["max", "mean"],
+    seed: int,
+    output: OutputSelector,
+) -> Outcome:
+    check_batch(x)
+    x = x.detach()
+    explain = explainer(method, method_params, output)
+    with model_guard(model):
+        classes = resolve_classes(model, x, target, output)
+    diff, norm, _ = _map_changes(model, x, explain, classes, samples, "uniform", radius, seed)
+    if normalize:
+        diff = diff / norm[:, None]
+    score = diff.amax(1) if reduce == "max" else diff.mean(1)
+    return Outcome(score, curves={"per_sample": diff})
+
+
+@register_metric("max_sensitivity", category="robustness", direction="lower", paper=YEH)
+def max_sensitivity(
+    model: nn.Module,
+    x: torch.Tensor,
+    method: MethodLike,
+    target: ClassesLike = None,
+    *,
+    method_params: dict[str, Any] | None = None,
+    radius: float = 0.2,
+    samples: int = 50,
+    normalize: bool = True,
+    seed: int = 0,
+    output: OutputSelector = None,
+) -> Outcome:
+    """Largest relative change of the map within an L-infinity ball (lower is better)."""
+    return _sensitivity(
+        model, x, method, target, method_params, radius, samples, normalize, "max", seed, output
+    )
+
+
+@register_metric("avg_sensitivity", category="robustness", direction="lower", paper=YEH)
+def avg_sensitivity(
+    model: nn.Module,
+    x: torch.Tensor,
+    method: MethodLike,
+    target: ClassesLike = None,
+    *,
+    method_params: dict[str, Any] | None = None,
+    radius: float = 0.2,
+    samples: int = 50,
+    normalize: bool = True,
+    seed: int = 0,
+    output: OutputSelector = None,
+) -> Outcome:
+    """Mean relative change of the map within an L-infinity ball (lower is better)."""
+    return _sensitivity(
+        model, x, method, target, method_params, radius, samples, normalize, "mean", seed, output
+    )
+
+
+@register_metric("local_lipschitz", category="robustness", direction="lower", paper=ALVAREZ)
+def local_lipschitz(
+    model: nn.Module,
+    x: torch.Tensor,
+    method: MethodLike,
+    target: ClassesLike = None,
+    *,
+    method_params: dict[str, Any] | None = None,
+    noise: float = 0.1,
+    samples: int = 50,
+    seed: int = 0,
+    output: OutputSelector = None,
+) -> Outcome:
+    """Largest ratio of map change to input change under Gaussian noise (lower is better)."""
+    check_batch(x)
+    x = x.detach()
+    explain = explainer(method, method_params, output)
+    with model_guard(model):
+        classes = resolve_classes(model, x, target, output)
+    num, _, den = _map_changes(model, x, explain, classes, samples, "normal", noise, seed)
+    ratio = num / den.clamp_min(1e-300)
+    return Outcome(ratio.amax(1), curves={"per_sample": ratio})
