@@ -324,16 +324,24 @@ def test_kernel_shap_sampled_values_approach_exact_ones() -> None:
 
 def test_coalition_sampling() -> None:
     z, w = coalitions(10, 400, seed=3)
-    assert z.shape == (400, 10) and bool((w == 1).all())
+    assert z.shape == (400, 10)
     size = z.sum(1)
-    assert bool(((size >= 1) & (size <= 9)).all())
-    assert torch.equal(z[0::2], ~z[1::2])  # paired with complements
-    z2, _ = coalitions(10, 400, seed=3)
-    assert torch.equal(z, z2)
-    # Sizes follow the Shapley kernel: sizes 1 and 9 are ~4.4x as frequent as size 5.
-    ends = ((size == 1) | (size == 9)).sum().item()
-    middle = (size == 5).sum().item()
-    assert 2.5 < ends / max(middle, 1) < 7.0
+    # Budget 400 of 1022: all 110 coalitions of sizes 1, 9, 2 and 8 are enumerated ...
+    head = z[:110]
+    assert sorted(size[:110].tolist()) == [1] * 10 + [2] * 45 + [8] * 45 + [9] * 10
+    assert len({tuple(r) for r in head.tolist()}) == 110
+    kernel = 9 / (torch.tensor([math.comb(10, int(k)) for k in size]) * size * (10 - size))
+    torch.testing.assert_close(w[:110] / w[0], kernel[:110].double() / kernel[0])
+    # ... and the rest are paired draws of sizes 3..7 sharing those sizes' kernel mass.
+    tail = z[110:]
+    assert bool(((size[110:] >= 3) & (size[110:] <= 7)).all())
+    assert torch.equal(tail[0::2], ~tail[1::2])
+    mass = lambda k: 1 / (k * (10 - k))  # noqa: E731
+    rest = sum(mass(k) for k in range(3, 8))
+    assert w[110:].sum().item() == pytest.approx(rest / mass(1) * w[0].item() * 10)
+    z2, w2 = coalitions(10, 400, seed=3)
+    assert torch.equal(z, z2) and torch.equal(w, w2)
+    assert not torch.equal(z, coalitions(10, 400, seed=4)[0])
     exact, kw = coalitions(4, 14, seed=0)
     assert exact.shape == (14, 4)
     torch.testing.assert_close(kw[exact.sum(1) == 2], torch.full((6,), 3 / (6 * 2 * 2.0)).double())

@@ -59,26 +59,46 @@ def coalitions(m: int, samples: int, seed: int | None) -> tuple[torch.Tensor, to
     """Coalitions ``[S, m]`` (bool) of ``m`` players and their regression weights ``[S]``.
 
     When all ``2**m - 2`` non-trivial coalitions fit in ``samples`` they are enumerated with
-    the Shapley kernel weights, which makes the result exact. Otherwise coalition sizes are
-    drawn from the kernel's size distribution (weight 1 each) and each sample is paired with its
-    complement, which lowers the variance (Covert & Lee, 2021, AISTATS, arXiv:2012.01536).
+    the Shapley kernel weights, which makes the result exact. Otherwise, as in the shap
+    package, the coalitions of the heaviest sizes (1 and m-1, then 2 and m-2, ...) are
+    enumerated while the budget would sample each of them at least once on average, and the
+    rest are drawn from the kernel's distribution over the remaining sizes, each paired with its
+    complement to lower the variance (Covert & Lee, 2021, AISTATS, arXiv:2012.01536).
     """
     if m < 2:
         return torch.zeros(0, m, dtype=torch.bool), torch.zeros(0, dtype=torch.float64)
+    size = torch.arange(1, m, dtype=torch.float64)
+    mass = 1.0 / (size * (m - size))  # kernel weight of all coalitions of each size
     if 2**m - 2 <= samples:
         codes = torch.arange(1, 2**m - 1)
         z = (codes[:, None] >> torch.arange(m)) & 1 == 1
-        size = z.sum(1)
-        binom = torch.tensor([math.comb(m, int(s)) for s in size], dtype=torch.float64)
-        return z, (m - 1) / (binom * size * (m - size))
-    gen = None if seed is None else torch.Generator().manual_seed(seed)
-    s = torch.arange(1, m, dtype=torch.float64)
-    pairs = (samples + 1) // 2
-    size = torch.multinomial(1.0 / (s * (m - s)), pairs, replacement=True, generator=gen) + 1
-    rank = torch.rand(pairs, m, generator=gen).argsort(1).argsort(1)
-    z = rank < size[:, None]
-    z = torch.stack([z, ~z], 1).reshape(2 * pairs, m)[:samples]
-    return z, torch.ones(z.shape[0], dtype=torch.float64)
+        k = z.sum(1)
+        binom = torch.tensor([math.comb(m, int(s)) for s in k], dtype=torch.float64)
+        return z, (m - 1) / (binom * k * (m - k))
+    blocks: list[torch.Tensor] = []
+    weights: list[torch.Tensor] = []
+    free = torch.ones(m - 1, dtype=torch.bool)
+    left = samples
+    for k in range(1, m // 2 + 1):
+        pair = [k - 1] if 2 * k == m else [k - 1, m - k - 1]
+        count = math.comb(m, k) * len(pair)
+        if left * float(mass[pair].sum() / mass[free].sum()) < count:
+            break
+        z = torch.zeros(math.comb(m, k), m, dtype=torch.bool)
+        z.scatter_(1, torch.combinations(torch.arange(m), r=k).view(-1, k), True)
+        blocks += [z, ~z] if len(pair) == 2 else [z]
+        weights.append(torch.full((count,), float(mass[k - 1]) / math.comb(m, k)))
+        free[pair] = False
+        left -= count
+    if left > 0:
+        gen = None if seed is None else torch.Generator().manual_seed(seed)
+        pairs = (left + 1) // 2
+        sizes = size[free].long()[torch.multinomial(mass[free], pairs, True, generator=gen)]
+        rank = torch.rand(pairs, m, generator=gen).argsort(1).argsort(1)
+        z = rank < sizes[:, None]
+        blocks.append(torch.stack([z, ~z], 1).reshape(2 * pairs, m)[:left])
+        weights.append(torch.full((left,), float(mass[free].sum()) / left))
+    return torch.cat(blocks), torch.cat(weights).double()
 
 
 @register_method
