@@ -98,6 +98,7 @@ class LoadedModel:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     weights_path: Path | None = None
     weights_sha256: str | None = None
+    num_classes: int | None = None  # model outputs, when a plain forward pass tells
 
     def class_name(self, index: int) -> str:
         return self.class_names[index] if 0 <= index < len(self.class_names) else f"class {index}"
@@ -106,9 +107,10 @@ class LoadedModel:
         """A class given as an index or a name (exact, then case-insensitive) -> its index."""
         if isinstance(target, int) or (isinstance(target, str) and target.strip().isdigit()):
             index = int(target)
-            if self.class_names and not 0 <= index < len(self.class_names):
+            count = self.num_classes or len(self.class_names)
+            if count and not 0 <= index < count:
                 raise SalienceError(
-                    f"class index {index} is out of range; the model has {len(self.class_names)}"
+                    f"class index {index} is out of range; the model has {count} classes"
                 )
             return index
         names = self.class_names
@@ -137,7 +139,7 @@ class LoadedModel:
             "architecture": self.architecture,
             "weights": str(self.weights_path) if self.weights_path else None,
             "weights_sha256": self.weights_sha256,
-            "num_classes": len(self.class_names) or None,
+            "num_classes": self.num_classes,
             "cam_layer": self.cam_layer,
             "preprocess": self.preprocess.describe(),
             "device": str(self.device),
@@ -181,6 +183,7 @@ def load_model(
         device=target,
         weights_path=path,
         weights_sha256=sha256_file(path) if path is not None else None,
+        num_classes=classes,
     )
 
 
