@@ -72,9 +72,9 @@ def coalitions(m: int, samples: int, seed: int | None) -> tuple[torch.Tensor, to
     if 2**m - 2 <= samples:
         codes = torch.arange(1, 2**m - 1)
         z = (codes[:, None] >> torch.arange(m)) & 1 == 1
-        k = z.sum(1)
-        binom = torch.tensor([math.comb(m, int(s)) for s in k], dtype=torch.float64)
-        return z, (m - 1) / (binom * k * (m - k))
+        n_in = z.sum(1)
+        binom = torch.tensor([math.comb(m, int(s)) for s in n_in], dtype=torch.float64)
+        return z, (m - 1) / (binom * n_in * (m - n_in))
     blocks: list[torch.Tensor] = []
     weights: list[torch.Tensor] = []
     free = torch.ones(m - 1, dtype=torch.bool)
