@@ -1,1 +1,70 @@
-"""(being written)"""
+"""``salience serve RUN...``: the explorer for one or more runs, in the browser."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import webbrowser
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from salience.cli import app
+from salience.cli._common import console, user_errors
+from salience.errors import SalienceError
+
+
+@app.command()
+@user_errors
+def serve(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders written by `salience audit`.")],
+    host: Annotated[
+        str, typer.Option(help="Address to bind; anything but loopback requires a token.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Access token required on every request (generated off loopback)."),
+    ] = None,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the explorer in a web browser.")
+    ] = False,
+    cache_mb: Annotated[int, typer.Option(help="Memory for rendered images, in MiB.")] = 256,
+) -> None:
+    """Explore runs: confusion matrix -> images -> saliency maps, and two runs side by side."""
+    import uvicorn
+
+    from salience.server import create_app
+    from salience.server.query import warm
+    from salience.server.security import LOOPBACK, new_token
+
+    if host not in LOOPBACK and not token:
+        token = new_token()
+    _check_port(host, port)
+    explorer = create_app(runs, token=token, cache_mb=cache_mb)
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    console.print(f"[bold]salience explorer[/] serving {len(runs)} run(s) at {url}")
+    if token:
+        console.print(f"access token: [bold]{token}[/] (send it as ?token= once, or as header "
+                      "X-Salience-Token)")  # fmt: skip
+    console.print("read-only; press Ctrl+C to stop")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    threading.Thread(target=warm, args=(explorer.state.registry,), daemon=True).start()
+    if open_browser:
+        threading.Timer(1.0, webbrowser.open, [url]).start()
+    uvicorn.run(explorer, host=host, port=port, log_level="warning")
+
+
+def _check_port(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise SalienceError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port"
+            ) from None

@@ -1,0 +1,132 @@
+"""The runs one server shows, with a bounded cache of rendered images and sample tables.
+
+Routes receive the registry by dependency injection (``Depends(get_registry)``); nothing is
+global. :class:`~salience.store.Run` is safe to share between threads (a DuckDB cursor per
+query), so only the derived-table cache is locked.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pandas as pd
+from fastapi import Depends, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from salience.errors import SalienceError
+from salience.store import Run
+
+T = TypeVar("T")
+
+# A table read from a run that is still being written is reused for this many seconds.
+LIVE_TTL = 2.0
+
+
+class ByteCache:
+    """A thread-safe LRU cache of encoded images, bounded by total size in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple[Any, ...]) -> bytes | None:
+        with self._lock:
+            data = self._items.get(key)
+            if data is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return data
+
+    def get_or_make(self, key: tuple[Any, ...], make: Callable[[], bytes]) -> bytes:
+        data = self.get(key)
+        return data if data is not None else self.put(key, make())
+
+    async def get_or_make_async(self, key: tuple[Any, ...], make: Callable[[], bytes]) -> bytes:
+        """Like :meth:`get_or_make`, rendering a miss in the thread pool (slow image files)."""
+        data = self.get(key)
+        return data if data is not None else self.put(key, await run_in_threadpool(make))
+
+    def put(self, key: tuple[Any, ...], data: bytes) -> bytes:
+        with self._lock:
+            if key not in self._items and len(data) <= self.max_bytes:
+                self._items[key] = data
+                self._size += len(data)
+                while self._size > self.max_bytes:
+                    _, old = self._items.popitem(last=False)
+                    self._size -= len(old)
+        return data
+
+
+@dataclass
+class RunEntry:
+    """One run the server was given, with its lock and per-run table cache."""
+
+    id: str
+    run: Run
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    tables: dict[str, tuple[float, bool, Any]] = field(default_factory=dict)
+
+    def cached(self, key: str, make: Callable[[Run], T]) -> T:
+        """``make(run)`` computed once (while the run is still being written: every 2 s)."""
+        with self.lock:
+            hit = self.tables.get(key)
+            if hit is not None and (hit[1] or time.monotonic() - hit[0] < LIVE_TTL):
+                return hit[2]  # type: ignore[no-any-return]
+            value = make(self.run)
+            self.tables[key] = (time.monotonic(), self.run.status != "running", value)
+            return value
+
+    def samples(self) -> pd.DataFrame:
+        return self.cached("samples", lambda run: run.samples())
+
+
+class RunRegistry:
+    """Runs by id (the run folder's name, made unique) plus the rendered-image cache."""
+
+    def __init__(self, runs: Sequence[Run], cache_bytes: int = 256 * 2**20) -> None:
+        if not runs:
+            raise SalienceError("no runs to serve; pass one or more run directories")
+        self.entries: dict[str, RunEntry] = {}
+        for run in runs:
+            base = Path(run.path).name or "run"
+            rid, n = base, 2
+            while rid in self.entries:
+                rid, n = f"{base}-{n}", n + 1
+            self.entries[rid] = RunEntry(rid, run)
+        self.images = ByteCache(cache_bytes)
+
+    @classmethod
+    def open(cls, paths: Sequence[str | Path], cache_bytes: int = 256 * 2**20) -> RunRegistry:
+        return cls([Run.open(Path(p)) for p in paths], cache_bytes)
+
+    def ids(self) -> list[str]:
+        return list(self.entries)
+
+    def entry(self, run_id: str) -> RunEntry:
+        try:
+            return self.entries[run_id]
+        except KeyError:
+            raise HTTPException(404, f"no run {run_id!r}") from None
+
+
+async def get_registry(request: Request) -> RunRegistry:
+    """FastAPI dependency: the registry the app was created with."""
+    registry: RunRegistry = request.app.state.registry
+    return registry
+
+
+async def get_entry(run_id: str, registry: RunRegistry = Depends(get_registry)) -> RunEntry:
+    """FastAPI dependency: the run named in the path, or 404."""
+    return registry.entry(run_id)

@@ -1,0 +1,16 @@
+"""One router per resource; the app factory includes them all."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from salience.server.routes import colormaps, compare, confusion, images, runs, samples
+
+ROUTERS: list[APIRouter] = [
+    runs.router,
+    confusion.router,
+    samples.router,
+    images.router,
+    compare.router,
+    colormaps.router,
+]

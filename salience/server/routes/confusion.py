@@ -1,0 +1,71 @@
+"""The confusion matrix, optionally with each cell's mean of a saliency statistic."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends
+
+from salience.errors import SalienceError
+from salience.server import schemas
+from salience.server.registry import RunEntry, get_entry
+from salience.server.routes.samples import pick_method
+from salience.server.summaries import finite, stat_names, stats
+from salience.store import Run
+
+router = APIRouter(prefix="/api/runs/{run_id}", tags=["confusion"])
+
+Entry = Annotated[RunEntry, Depends(get_entry)]
+
+
+@router.get("/confusion", response_model=schemas.ConfusionMatrix)
+def confusion(
+    entry: Entry, stat: str | None = None, method: str | None = None
+) -> schemas.ConfusionMatrix:
+    """Counts and row shares; with ``stat`` (and ``method``) the cells' mean statistic too."""
+    if stat:
+        if stat not in stat_names(entry):
+            raise SalienceError(
+                f"unknown statistic {stat!r}; choose one of: {', '.join(stat_names(entry))}"
+            )
+        method = pick_method(entry, method)
+
+    def make(run: Run) -> schemas.ConfusionMatrix:
+        cm = run.confusion_matrix()
+        labels = [str(v) for v in cm.index]
+        preds = [str(v) for v in cm.columns]
+        counts = cm.to_numpy().astype(np.int64)
+        rows = counts.sum(axis=1)
+        means = _cell_means(entry, stat, method) if stat and method else {}
+        ti, pi = np.nonzero(counts)
+        cells = [
+            schemas.Cell(
+                t=int(t),
+                p=int(p),
+                count=int(counts[t, p]),
+                share=round(float(counts[t, p] / rows[t]), 6),
+                value=means.get((labels[t], preds[p])),
+            )
+            for t, p in zip(ti.tolist(), pi.tolist(), strict=True)
+        ]
+        present = [c.value for c in cells if c.value is not None]
+        return schemas.ConfusionMatrix(
+            labels=labels,
+            preds=preds,
+            row_totals=rows.tolist(),
+            cells=cells,
+            max_count=int(counts.max()) if counts.size else 0,
+            stat=stat if means else None,
+            method=method if means else None,
+            stat_range=[min(present), max(present)] if present else None,
+        )
+
+    return entry.cached(f"confusion:{stat}:{method}", make)
+
+
+def _cell_means(entry: RunEntry, stat: str, method: str) -> dict[tuple[str, str], float | None]:
+    samples = entry.samples()[["sample_id", "label", "pred"]].dropna()
+    joined = samples.join(stats(entry, method)[stat], on="sample_id")
+    means = joined.groupby(["label", "pred"], observed=True)[stat].mean()
+    return {(str(k[0]), str(k[1])): finite(v) for k, v in means.items()}  # type: ignore[index]

@@ -1,0 +1,156 @@
+"""Images: thumbnails, saliency overlays, mask outlines, selection mean maps, original files.
+
+Every image is looked up through the run (by sample id, or by a path the run recorded), then
+checked to resolve inside the run's data root; anything else is a 404 that is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.responses import FileResponse, Response
+from PIL import Image
+
+from salience.errors import SalienceError
+from salience.models.preprocess import Preprocess
+from salience.server import render
+from salience.server.params import filter_key, image_size, sample_filter
+from salience.server.registry import RunEntry, RunRegistry, get_entry, get_registry
+from salience.server.routes.samples import pick_method
+from salience.server.summaries import region_colors
+from salience.store import Run, SampleFilter
+
+log = logging.getLogger("salience.server")
+router = APIRouter(prefix="/api/runs/{run_id}", tags=["images"])
+
+Entry = Annotated[RunEntry, Depends(get_entry)]
+Registry = Annotated[RunRegistry, Depends(get_registry)]
+Size = Annotated[int, Depends(image_size)]
+CACHE = {"Cache-Control": "private, max-age=600"}
+
+
+def refuse(entry: RunEntry, what: str) -> HTTPException:
+    log.warning("refused %s for run %s", what, entry.id)
+    return HTTPException(404, "not found")
+
+
+def image_file(entry: RunEntry, sample_id: str) -> Path:
+    """The sample's image file, resolved (symlinks too) and checked to lie in the data root."""
+    try:
+        path, root = entry.run.image_path(sample_id), entry.run.data_root
+    except (SalienceError, KeyError, IndexError):
+        raise HTTPException(404, "no such sample in this run") from None
+    real, real_root = Path(path).resolve(), Path(root).resolve()
+    if not real.is_relative_to(real_root) or not real.is_file():
+        raise refuse(entry, f"image {str(path)!r} outside the data root")
+    return real
+
+
+@router.get("/thumb/{sample_id:path}")
+async def thumb(entry: Entry, registry: Registry, sample_id: str, size: Size) -> Response:
+    """The image as the model saw it (resized and cropped), which is what the maps lie on."""
+
+    def make() -> bytes:
+        image_file(entry, sample_id)
+        try:
+            return render.encode(render.fit(entry.run.view_image(sample_id), size), "JPEG")
+        except (SalienceError, OSError):
+            raise HTTPException(404, "image cannot be read") from None
+
+    data = await registry.images.get_or_make_async((entry.id, "thumb", sample_id, size), make)
+    return Response(data, media_type="image/jpeg", headers=CACHE)
+
+
+@router.get("/overlay/{method}/{sample_id:path}")
+async def overlay(
+    entry: Entry, registry: Registry, method: str, sample_id: str, size: Size
+) -> Response:
+    pick_method(entry, method)
+
+    def make() -> bytes:
+        try:
+            saliency = entry.run.saliency(sample_id, method)
+        except (SalienceError, KeyError, IndexError):
+            raise HTTPException(404, "no map for this sample and method") from None
+        return render.encode(render.overlay(saliency, size))
+
+    data = registry.images.get_or_make((entry.id, "overlay", method, sample_id, size), make)
+    return Response(data, media_type="image/png", headers=CACHE)
+
+
+@router.get("/outline/{sample_id:path}")
+async def outline(entry: Entry, registry: Registry, sample_id: str, size: Size) -> Response:
+    """The region mask's boundaries on the model's view, coloured as in the run's legend."""
+
+    def make() -> bytes:
+        try:
+            mask = entry.run.mask(sample_id)
+        except (SalienceError, KeyError, IndexError, OSError):
+            raise HTTPException(404, "no such sample in this run") from None
+        if mask is None:
+            raise HTTPException(404, "this image has no mask")
+        viewed = viewed_mask(entry.run, np.asarray(mask))
+        h, w = viewed.shape[:2]
+        scale = min(1.0, size / max(h, w))
+        dims = (max(1, round(w * scale)), max(1, round(h * scale)))
+        colors = {i: color for i, (_, color) in region_colors(entry).items()}
+        return render.encode(render.mask_outline(viewed, colors, dims))
+
+    data = await registry.images.get_or_make_async((entry.id, "outline", sample_id, size), make)
+    return Response(data, media_type="image/png", headers=CACHE)
+
+
+def viewed_mask(run: Run, mask: np.ndarray) -> np.ndarray:
+    """The mask cropped and resized like the image the model saw (nearest neighbour)."""
+    spec = run.manifest.get("preprocess")
+    if not isinstance(spec, dict) or mask.max(initial=0) > 255:
+        return mask
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
+    view = Preprocess(**{**fields, "interpolation": "nearest"})
+    img = view.view(Image.fromarray(mask.astype(np.uint8)).convert("RGB"))
+    return np.asarray(img)[..., 0]
+
+
+@router.get("/mean/{method}")
+def mean_map(
+    entry: Entry,
+    registry: Registry,
+    method: str,
+    filters: Annotated[SampleFilter, Depends(sample_filter)],
+    size: Size,
+) -> Response:
+    """The mean saliency map of every image the filter selects."""
+    pick_method(entry, method)
+
+    def make() -> bytes:
+        saliency = entry.run.mean_saliency(method, filters)
+        return render.encode(render.heatmap(saliency, size))
+
+    key = (entry.id, "mean", method, filter_key(filters), size, entry.run.status)
+    data = registry.images.get_or_make(key, make)
+    return Response(data, media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/files/{relpath:path}")
+def original(entry: Entry, relpath: str) -> FileResponse:
+    """The original image file at a path (relative to the data root) that the run recorded."""
+    parts = PurePosixPath(relpath).parts
+    if not parts or relpath.startswith("/") or ".." in parts or "\\" in relpath or "\0" in relpath:
+        raise refuse(entry, f"path {relpath!r}")
+    by_path = entry.cached(
+        "ids_by_path",
+        lambda run: dict(
+            zip(entry.samples()["path"].astype(str), entry.samples()["sample_id"], strict=True)
+        ),
+    )
+    sample_id = by_path.get(relpath)
+    if sample_id is None:
+        raise refuse(entry, f"path {relpath!r} that is not in the run")
+    path = image_file(entry, str(sample_id))
+    media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media, headers=CACHE)

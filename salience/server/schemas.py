@@ -1,0 +1,210 @@
+"""Pydantic response models of the explorer API (one per resource, no free-form dicts)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class Health(_Model):
+    """The version handshake: which salience serves these runs."""
+
+    salience: str
+    runs: int
+
+
+class RunSummary(_Model):
+    id: str
+    name: str
+    status: str
+    model: str
+    dataset: str
+    count: int
+    errors: int
+    accuracy: float | None
+    class_names: list[str]
+    methods: list[str]
+    regions: list[str]
+    stats: list[str] = Field(description="saliency statistics available for sorting and colouring")
+    meta: list[str] = Field(description="user metadata columns (without the meta_ prefix)")
+    splits: list[str]
+    map_size: list[int]
+    created: str | None
+    updated: str | None
+    has_shortcuts: bool
+
+
+class RunList(_Model):
+    runs: list[RunSummary]
+
+
+class ClassMetric(_Model):
+    class_name: str = Field(alias="class")
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class Confusion(_Model):
+    true: str
+    pred: str
+    count: int
+    share: float = Field(description="share of the true class's images")
+
+
+class ShortcutCluster(_Model):
+    size: int
+    share: float
+    flagged: bool
+    centroid: list[float]
+
+
+class ShortcutClass(_Model):
+    class_name: str = Field(alias="class")
+    flagged: bool
+    reason: str
+    region_share: dict[str, float]
+    clusters: list[ShortcutCluster]
+
+
+class Overview(_Model):
+    run: RunSummary
+    accuracy: float | None
+    balanced_accuracy: float | None
+    macro_f1: float | None
+    classes: list[ClassMetric]
+    top_confusions: list[Confusion]
+    shortcuts: list[ShortcutClass]
+
+
+class Cell(_Model):
+    t: int = Field(description="row index into labels")
+    p: int = Field(description="column index into preds")
+    count: int
+    share: float = Field(description="share of the row (true class)")
+    value: float | None = Field(default=None, description="the cell's mean statistic")
+
+
+class ConfusionMatrix(_Model):
+    """Sparse: only cells holding images are listed."""
+
+    labels: list[str] = Field(description="true classes (rows)")
+    preds: list[str] = Field(description="predicted classes (columns)")
+    row_totals: list[int]
+    cells: list[Cell]
+    max_count: int
+    stat: str | None = None
+    method: str | None = None
+    stat_range: list[float] | None = None
+
+
+class Facets(_Model):
+    meta: dict[str, list[str]]
+    splits: list[str]
+    confidence: list[float]
+
+
+class SampleCard(_Model):
+    sample_id: str
+    path: str
+    label: str | None
+    pred: str | None
+    confidence: float | None
+    correct: bool | None
+    loss: float | None
+    error: str | None
+    value: float | None = Field(default=None, description="the sort key's value when a stat")
+
+
+class SamplePage(_Model):
+    total: int
+    offset: int
+    limit: int
+    sort: str | None
+    descending: bool
+    method: str | None
+    items: list[SampleCard]
+
+
+class ClassProb(_Model):
+    class_name: str = Field(alias="class")
+    index: int
+    prob: float
+
+
+class MethodStats(_Model):
+    method: str
+    stats: dict[str, float | None]
+    region_share: dict[str, float | None]
+    error: str | None
+
+
+class SampleDetail(_Model):
+    sample_id: str
+    path: str
+    label: str | None
+    pred: str | None
+    confidence: float | None
+    correct: bool | None
+    loss: float | None
+    split: str | None
+    error: str | None
+    meta: dict[str, str]
+    topk: list[ClassProb]
+    has_mask: bool
+    regions: list[str]
+    region_colors: dict[str, str]
+    methods: list[MethodStats]
+
+
+class ClassChange(_Model):
+    class_name: str = Field(alias="class")
+    support: int
+    accuracy_a: float
+    accuracy_b: float
+    delta: float
+
+
+class CompareSummary(_Model):
+    a: str
+    b: str
+    matched: int
+    accuracy_a: float
+    accuracy_b: float
+    fixed: int
+    broken: int
+    changed: int
+    methods: list[str] = Field(description="methods computed in both runs")
+    per_class: list[ClassChange]
+    region_shift: dict[str, float | None] = Field(
+        description="mean share per region, b minus a, for the first common method"
+    )
+
+
+class Flip(_Model):
+    sample_id: str
+    path: str
+    label: str
+    pred_a: str
+    pred_b: str
+    confidence_a: float
+    confidence_b: float
+    kind: str
+
+
+class FlipPage(_Model):
+    total: int
+    offset: int
+    limit: int
+    kind: str
+    items: list[Flip]
+
+
+class Colormap(_Model):
+    name: str
+    signed: bool
+    stops: list[str] = Field(description="CSS colours from low to high, for legends")

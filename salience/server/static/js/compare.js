@@ -1,0 +1,135 @@
+// Two runs over the same images: accuracy change per class, flipped predictions, and any
+// image's maps from both runs next to each other.
+import { api, enc, errorBox, fix, go, h, int, pct, shot, sortableTable } from "./util.js";
+import { barOptions, chart, destroyCharts, modal } from "./detail.js";
+
+const PAGE = 48;
+const KINDS = [["all", "All flips"], ["fixed", "Fixed (wrong → right)"], ["broken", "Broken (right → wrong)"], ["changed", "Changed (both wrong)"]];
+
+export function render(main, ctx) {
+  const { run, params, app } = ctx;
+  const root = h("div", { class: "stack" });
+  main.replaceChildren(root);
+  const others = app.runs.filter((r) => r.id !== run.id);
+  if (!others.length) {
+    root.append(h("div", { class: "panel empty" }, "Comparing needs two runs: start the explorer with both, e.g. ",
+      h("span", { class: "mono" }, "salience serve runs/v1 runs/v2"), "."));
+    return {};
+  }
+  const b = others.some((r) => r.id === params.b) ? params.b : others[0].id;
+  if (b !== params.b) {
+    go("compare", { ...params, b }, { replace: true });
+    return {};
+  }
+  const kind = KINDS.some(([k]) => k === params.kind) ? params.kind : "all";
+  const page = Math.max(1, Number(params.page || 1));
+  const picker = h("label", { class: "field compact" }, h("span", {}, "Compare with"),
+    h("select", { "data-testid": "compare-select", onchange: (e) => go("compare", { run: run.id, method: params.method, b: e.target.value }) },
+      others.map((r) => h("option", { value: r.id, selected: r.id === b }, `${r.name} · ${r.model}`))));
+  const head = h("section", { class: "panel" }, h("header", {}, h("h2", {}, `${run.name} (A) vs ${app.byId[b].name} (B)`), h("div", { class: "spacer" }), picker),
+    h("div", { class: "body" }, h("div", { class: "muted" }, "Loading…")));
+  const flipsBox = h("section", { class: "panel" }, h("header", {}, h("h2", {}, "Images whose prediction changed")), h("div", { class: "body" }, h("div", { class: "muted" }, "Loading…")));
+  root.append(head, flipsBox);
+  const base = `api/compare/${enc(run.id)}/${enc(b)}`;
+  let flipItems = [];
+
+  api(base).then((s) => {
+    if (!root.isConnected) return;
+    head.querySelector(".body").replaceChildren(...summary(ctx, s));
+    drawPerClass(head, s);
+  }).catch((err) => root.isConnected && head.querySelector(".body").replaceChildren(errorBox(err)));
+
+  api(`${base}/flips`, { kind, true: params.true, offset: (page - 1) * PAGE, limit: PAGE }).then((f) => {
+    if (!root.isConnected) return;
+    flipItems = f.items;
+    flipsBox.querySelector(".body").replaceChildren(flipTabs(ctx, b, kind, f, page), flipCards(ctx, b, f));
+    update(ctx);
+  }).catch((err) => root.isConnected && flipsBox.querySelector(".body").replaceChildren(errorBox(err)));
+
+  function update(c) {
+    const id = c.params.sample;
+    if (!id) { destroyCharts(); document.getElementById("modal-root").replaceChildren(); return; }
+    const ids = flipItems.map((x) => x.sample_id);
+    const at = ids.indexOf(id);
+    const nav = (k) => (at >= 0 && ids[at + k] !== undefined ? () => go("compare", { ...c.params, sample: ids[at + k] }) : null);
+    const close = () => { const { sample, ...rest } = c.params; go("compare", rest); };
+    pairDetail(c, b, id, flipItems[at], { prev: nav(-1), next: nav(1), close });
+  }
+  return { update };
+}
+
+function summary(ctx, s) {
+  const d = s.accuracy_b - s.accuracy_a;
+  const arrow = (x) => h("span", { class: x > 0 ? "delta-up" : x < 0 ? "delta-down" : "muted" }, (x > 0 ? "+" : "") + (100 * x).toFixed(1) + " pt");
+  const kpi = (label, value, sub) => h("div", { class: "panel kpi" }, h("div", { class: "label" }, label), h("div", { class: "value" }, value), h("div", { class: "sub" }, sub));
+  const shift = Object.entries(s.region_shift).filter(([, v]) => v !== null);
+  const table = sortableTable([
+    { key: "class", label: "Class" },
+    { key: "accuracy_a", label: "A", num: true, fmt: (v) => pct(v) },
+    { key: "accuracy_b", label: "B", num: true, fmt: (v) => pct(v) },
+    { key: "delta", label: "Change", num: true, fmt: arrow },
+    { key: "support", label: "Images", num: true, fmt: int },
+  ], s.per_class, { sortKey: "delta", desc: false, onRow: (r) => go("compare", { ...ctx.params, true: r.class, page: undefined }) });
+  return [
+    h("div", { class: "kpis" },
+      kpi("Accuracy A → B", h("span", {}, pct(s.accuracy_a), " → ", pct(s.accuracy_b)), h("span", {}, arrow(d), ` on ${int(s.matched)} shared images`)),
+      kpi("Fixed", int(s.fixed), "wrong in A, right in B"),
+      kpi("Broken", int(s.broken), "right in A, wrong in B"),
+      kpi("Changed", int(s.changed), "wrong in both, different guess"),
+      shift.length ? kpi(`Saliency shift (${s.methods[0]})`, h("span", { style: { fontSize: "15px" } }, shift.map(([r, v]) => h("div", {}, `${r} `, arrow(v)))), "share per region, B minus A") : null),
+    h("div", { class: "grid-2", style: { gridTemplateColumns: "minmax(0,1fr) minmax(0,1fr)" } },
+      h("div", {}, h("h3", {}, "Accuracy change per class"), h("div", { class: "chart-box tall" }, h("canvas", { id: "per-class-chart", "aria-label": "accuracy change per class" }))),
+      h("div", {}, h("h3", {}, "Per class (click a row to see its flips)"), h("div", { class: "scroll", style: { maxHeight: "320px" } }, table))),
+  ];
+}
+
+function drawPerClass(head, s) {
+  const canvas = head.querySelector("#per-class-chart");
+  if (!canvas) return;
+  const rows = [...s.per_class].sort((x, y) => x.delta - y.delta).slice(0, 40);
+  chart(canvas, {
+    type: "bar",
+    data: { labels: rows.map((r) => r.class), datasets: [{ label: "B minus A", data: rows.map((r) => r.delta),
+      backgroundColor: rows.map((r) => (r.delta >= 0 ? "#13795b" : "#c2362b")) }] },
+    options: { ...barOptions({ horizontal: true, percent: true }), plugins: { legend: { display: false } },
+      scales: { x: { grid: { color: "#eef1f5" }, ticks: { callback: (v) => (v > 0 ? "+" : "") + Math.round(v * 100) + " pt" } }, y: { grid: { display: false } } } },
+  });
+}
+
+function flipTabs(ctx, b, kind, f, page) {
+  const { params } = ctx;
+  const pages = Math.max(1, Math.ceil(f.total / PAGE));
+  return h("div", { class: "toolbar" },
+    h("div", { class: "seg", role: "group" }, KINDS.map(([k, label]) =>
+      h("button", { class: k === kind ? "on" : "", "data-kind": k, onclick: () => go("compare", { ...params, kind: k, page: undefined, sample: undefined }) }, label))),
+    params.true ? h("span", { class: "chip" }, `true ${params.true}`, h("button", { onclick: () => { const n = { ...params }; delete n.true; go("compare", n); } }, "×")) : null,
+    h("span", { class: "count", "data-testid": "flip-count" }, `${int(f.total)} images`),
+    h("div", { class: "spacer" }),
+    h("div", { class: "pager" },
+      h("button", { disabled: page <= 1, onclick: () => go("compare", { ...params, page: page - 1 }) }, "‹"),
+      h("span", {}, `page ${page} of ${pages}`),
+      h("button", { disabled: page >= pages, onclick: () => go("compare", { ...params, page: page + 1 }) }, "›")));
+}
+
+function flipCards(ctx, b, f) {
+  const { run, params } = ctx;
+  if (!f.items.length) return h("div", { class: "empty" }, "No image changed its prediction here.");
+  return h("div", { class: "cards", style: { gridTemplateColumns: "repeat(auto-fill, minmax(300px, 1fr))" } }, f.items.map((x) =>
+    h("div", { class: "card", "data-testid": "flip-card", "data-sample-id": x.sample_id, title: x.path, onclick: () => go("compare", { ...params, sample: x.sample_id }) },
+      h("div", { class: "vs" },
+        h("div", { class: "side" }, shot(run.id, x.sample_id, params.method, { tag: "A" })),
+        h("div", { class: "side" }, shot(b, x.sample_id, params.method, { tag: "B" }))),
+      h("div", { class: "info" },
+        h("div", { class: "line1" }, h("span", { class: "names" }, `true ${x.label}`), h("span", { class: "flag" + (x.kind === "fixed" ? " ok" : "") }, x.kind)),
+        h("div", { class: "line2" }, h("span", {}, `A: ${x.pred_a} (${fix(x.confidence_a, 2)})`), h("span", {}, `B: ${x.pred_b} (${fix(x.confidence_b, 2)})`))))));
+}
+
+function pairDetail(ctx, b, sampleId, flip, nav) {
+  const { run, app } = ctx;
+  const runB = app.byId[b];
+  const methods = run.methods.filter((m) => runB.methods.includes(m));
+  const row = (who, runId) => h("div", { class: "pair-row" }, h("div", { class: "who" }, who),
+    methods.map((m) => h("div", { class: "method-tile" }, shot(runId, sampleId, m, { size: 256, lazy: false }), h("div", { class: "name" }, m))));
+  const facts = flip ? h("p", {}, `True ${flip.label}. A predicted ${flip.pred_a} (${pct(flip.confidence_a)}); B predicted ${flip.pred_b} (${pct(flip.confidence_b)}).`) : null;
+  modal(sampleId, nav, facts, row(`A · ${run.name}`, run.id), row(`B · ${runB.name}`, b));
+}

@@ -1,0 +1,179 @@
+// Run overview: headline numbers, the confusion matrix heatmap, top confusions, per-class table
+// and the shortcut findings.
+import { api, colorAt, enc, errorBox, fix, go, h, inkFor, int, legend, pct, sortableTable } from "./util.js";
+
+const MANY = 30; // above this many classes the matrix starts from the most confused ones
+
+export function render(main, ctx) {
+  const root = h("div", { class: "stack" });
+  main.replaceChildren(root);
+  const { run, params } = ctx;
+  const mode = params.cm === "share" ? "share" : "count";
+  const stat = params.color || "";
+  Promise.all([
+    api(`api/runs/${enc(run.id)}/overview`),
+    api(`api/runs/${enc(run.id)}/confusion`, stat ? { stat, method: params.method } : {}),
+  ])
+    .then(([ov, cm]) => {
+      if (!root.isConnected) return;
+      root.replaceChildren(
+        kpis(ov),
+        h("div", { class: "grid-2" }, matrixPanel(ctx, ov, cm, mode, stat), confusionsPanel(ctx, ov)),
+        h("div", { class: "grid-2" }, classPanel(ctx, ov), shortcutsPanel(ctx, ov)),
+      );
+    })
+    .catch((err) => root.isConnected && root.replaceChildren(errorBox(err)));
+  return {};
+}
+
+function kpis(ov) {
+  const r = ov.run;
+  const kpi = (label, value, sub) =>
+    h("div", { class: "panel kpi" }, h("div", { class: "label" }, label), h("div", { class: "value" }, value), h("div", { class: "sub", title: sub || "" }, sub || "\u00a0"));
+  return h(
+    "div",
+    { class: "kpis" },
+    kpi("Accuracy", pct(ov.accuracy), `${int(r.count - r.errors)} images predicted`),
+    kpi("Balanced accuracy", pct(ov.balanced_accuracy), "mean recall over classes"),
+    kpi("Macro F1", fix(ov.macro_f1, 3), `${r.class_names.length} classes`),
+    kpi("Images", int(r.count), r.errors ? `${int(r.errors)} failed to load` : "none failed"),
+    kpi("Methods", String(r.methods.length), r.methods.join(", ") || "no saliency maps"),
+    h("div", { class: "panel kpi" },
+      h("div", { class: "label" }, "Run"),
+      h("div", { class: "value", style: { fontSize: "15px", marginTop: "6px" } }, h("span", { class: "status " + r.status }, r.status)),
+      h("div", { class: "sub", title: `${r.model} on ${r.dataset}` }, `${r.model} · ${r.dataset}`)),
+  );
+}
+
+function matrixPanel(ctx, ov, cm, mode, stat) {
+  const { run, params, app } = ctx;
+  const n = cm.labels.length;
+  const search = (params.q || "").toLowerCase();
+  let shown;
+  if (search) {
+    shown = cm.labels.map((l, i) => i).filter((i) => cm.labels[i].toLowerCase().includes(search));
+  } else if (n > MANY) {
+    const set = new Set();
+    for (const c of ov.top_confusions) {
+      set.add(cm.labels.indexOf(c.true));
+      set.add(cm.labels.indexOf(c.pred));
+      if (set.size >= MANY) break;
+    }
+    shown = [...set].filter((i) => i >= 0).sort((a, b) => a - b);
+  } else {
+    shown = cm.labels.map((l, i) => i);
+  }
+  const cols = shown.map((i) => cm.preds.indexOf(cm.labels[i])).filter((j) => j >= 0);
+  const extraCols = cm.preds.map((p, j) => j).filter((j) => !cm.labels.includes(cm.preds[j]) && cm.cells.some((c) => c.p === j));
+  const colIdx = [...cols, ...extraCols];
+  const cellAt = new Map(cm.cells.map((c) => [c.t * 100003 + c.p, c]));
+
+  const countStops = app.colormaps.Blues.stops;
+  const statStops = app.colormaps.viridis.stops;
+  const [lo, hi] = cm.stat_range || [0, 1];
+  const colour = (cell) => {
+    if (stat && cm.stat_range) {
+      if (!cell || cell.value === null) return null;
+      return colorAt(statStops, hi > lo ? (cell.value - lo) / (hi - lo) : 0.5);
+    }
+    if (!cell) return null;
+    const t = mode === "share" ? cell.share : Math.sqrt(cell.count / Math.max(1, cm.max_count));
+    return colorAt(countStops, 0.08 + 0.92 * t);
+  };
+  const small = colIdx.length > 20;
+  const table = h("table", { class: "cm" + (small ? " small" : "") },
+    h("thead", {}, h("tr", {},
+      h("th", { class: "corner" }, "true ↓ / predicted →"),
+      colIdx.map((j) => h("th", { title: cm.preds[j] }, h("span", { class: "vert" }, cm.preds[j]))))),
+    h("tbody", {}, shown.map((i) => h("tr", {},
+      h("th", { title: `${cm.labels[i]} (${int(cm.row_totals[i])} images)` }, cm.labels[i]),
+      colIdx.map((j) => {
+        const cell = cellAt.get(i * 100003 + j);
+        const count = cell ? cell.count : 0;
+        const bg = colour(cell);
+        const text = !cell ? "0" : mode === "share" ? Math.round(100 * cell.share) + "%" : int(count);
+        const title = `true ${cm.labels[i]} → predicted ${cm.preds[j]}: ${int(count)} images (${pct(cell ? cell.share : 0)} of the class)` +
+          (stat && cell && cell.value !== null ? `; mean ${stat} = ${fix(cell.value)}` : "");
+        return h("td", {
+          class: [count ? "has" : "zero", cm.labels[i] === cm.preds[j] ? "diag" : ""].join(" "),
+          style: bg ? { background: bg, color: inkFor(bg) } : {},
+          title,
+          "data-testid": "confusion-cell",
+          "data-true": cm.labels[i],
+          "data-pred": cm.preds[j],
+          "data-count": String(count),
+          onclick: count ? () => go("samples", { run: run.id, method: params.method, true: cm.labels[i], pred: cm.preds[j] }) : null,
+        }, text);
+      })))));
+
+  const statOptions = [h("option", { value: "" }, mode === "share" ? "Row share" : "Image count"),
+    ...run.stats.map((s) => h("option", { value: s, selected: s === stat }, `Mean ${s} (${params.method})`))];
+  const setParam = (k, v) => go("overview", { ...params, [k]: v || undefined });
+  const header = h("header", {},
+    h("h2", {}, "Confusion matrix"),
+    h("div", { class: "seg", role: "group", "aria-label": "Cell values" },
+      h("button", { class: mode === "count" ? "on" : "", onclick: () => setParam("cm", "") }, "Counts"),
+      h("button", { class: mode === "share" ? "on" : "", onclick: () => setParam("cm", "share") }, "Row %")),
+    h("label", { class: "field compact" }, h("span", {}, "Colour by"),
+      h("select", { "aria-label": "Colour cells by", onchange: (e) => setParam("color", e.target.value) }, statOptions)),
+    n > 12 ? h("input", { type: "search", placeholder: `Search ${n} classes…`, value: params.q || "", "aria-label": "Search classes",
+      onchange: (e) => setParam("q", e.target.value.trim()) }) : null);
+  const key = stat && cm.stat_range
+    ? legend(`Mean ${stat} (${cm.method})`, statStops, fix(lo, 2), fix(hi, 2))
+    : mode === "share"
+      ? legend("Share of the true class", countStops.slice(1), "0%", "100%")
+      : legend("Images per cell (square-root scale)", countStops.slice(1), "1", int(cm.max_count));
+  const note = (search || n > MANY)
+    ? h("p", { class: "axis-note" }, `Showing ${shown.length} of ${n} classes` + (search ? ` matching “${params.q}”.` : " (those in the top confusions); search to choose others."))
+    : h("p", { class: "axis-note" }, "Click a cell to see its images. The outlined diagonal holds the correct predictions.");
+  return h("section", { class: "panel" }, header,
+    h("div", { class: "body" }, shown.length ? h("div", { class: "cm-wrap" }, table) : h("div", { class: "empty" }, "No class matches."), key, note));
+}
+
+function confusionsPanel(ctx, ov) {
+  const { run, params } = ctx;
+  const top = ov.top_confusions.slice(0, 15);
+  const max = Math.max(1, ...top.map((c) => c.count));
+  return h("section", { class: "panel" },
+    h("header", {}, h("h2", {}, "Top confusions")),
+    h("div", { class: "body" }, top.length
+      ? h("ul", { class: "confusions" }, top.map((c) => h("li", {
+          title: `${c.count} ${c.true} images predicted as ${c.pred}`,
+          onclick: () => go("samples", { run: run.id, method: params.method, true: c.true, pred: c.pred }),
+        },
+        h("span", { class: "pair" }, c.true, h("span", { class: "arrow" }, "→"), c.pred),
+        h("span", { class: "num" }, int(c.count), h("span", { class: "muted" }, ` · ${pct(c.share, 0)}`)),
+        h("span", { class: "bar" }, h("i", { style: { width: (100 * c.count / max).toFixed(1) + "%" } })))))
+      : h("div", { class: "empty" }, "No mistakes.")));
+}
+
+function classPanel(ctx, ov) {
+  const { run, params } = ctx;
+  const meter = (v) => h("span", {}, fix(v, 3), h("span", { class: "meter" }, h("i", { style: { width: (100 * (v || 0)).toFixed(0) + "%" } })));
+  const table = sortableTable([
+    { key: "class", label: "Class" },
+    { key: "precision", label: "Precision", num: true, fmt: meter },
+    { key: "recall", label: "Recall", num: true, fmt: meter },
+    { key: "f1", label: "F1", num: true, fmt: meter },
+    { key: "support", label: "Images", num: true, fmt: int },
+  ], ov.classes, { sortKey: "f1", desc: false, onRow: (r) => go("samples", { run: run.id, method: params.method, true: r.class }) });
+  return h("section", { class: "panel" },
+    h("header", {}, h("h2", {}, "Per-class metrics"), h("span", { class: "muted" }, "click a header to sort, a row to see its images")),
+    h("div", { class: "body scroll" }, table));
+}
+
+function shortcutsPanel(ctx, ov) {
+  const { run, params } = ctx;
+  const flagged = ov.shortcuts.filter((s) => s.flagged);
+  const body = !ov.shortcuts.length
+    ? h("div", { class: "empty" }, "No shortcut analysis for this run. Run ", h("span", { class: "mono" }, "salience shortcuts"), " to look for recurring saliency strategies.")
+    : h("div", {}, (flagged.length ? flagged : ov.shortcuts.slice(0, 8)).map((s) => h("div", { class: "shortcut" },
+        h("div", { class: "row" },
+          h("a", { href: "#", onclick: (e) => { e.preventDefault(); go("samples", { run: run.id, method: params.method, true: s.class }); } }, h("b", {}, s.class)),
+          h("span", { class: "flag" + (s.flagged ? "" : " ok") }, s.flagged ? "flagged" : "ok"),
+          Object.entries(s.region_share).map(([k, v]) => h("span", { class: "muted" }, `${k} ${pct(v, 0)}`))),
+        h("div", { class: "reason" }, s.reason))));
+  return h("section", { class: "panel" },
+    h("header", {}, h("h2", {}, "Shortcut findings"), ov.shortcuts.length ? h("span", { class: "muted" }, `${flagged.length} of ${ov.shortcuts.length} classes flagged`) : null),
+    h("div", { class: "body" }, body));
+}

@@ -1,0 +1,136 @@
+"""Derived tables the routes share: run summaries, per-method stats, shortcut findings."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pandas as pd
+
+from salience.server import schemas
+from salience.server.registry import RunEntry
+from salience.server.render import REGION_COLORS
+from salience.store import Run
+
+NON_STATS = {"sample_id", "method", "error", "shard", "row"}
+
+
+def finite(x: Any) -> float | None:
+    """``x`` as a float, or None for missing/NaN/inf (JSON has no NaN)."""
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def ok_rows(samples: pd.DataFrame) -> pd.DataFrame:
+    """The images that were predicted (no error)."""
+    if "error" not in samples:
+        return samples
+    return samples[samples["error"].isna()]
+
+
+def stats(entry: RunEntry, method: str) -> pd.DataFrame:
+    """The per-image statistics of ``method`` indexed by sample id (cached)."""
+
+    def make(run: Run) -> pd.DataFrame:
+        df = run.stats(method)
+        return df.drop_duplicates("sample_id").set_index("sample_id")
+
+    return entry.cached(f"stats:{method}", make)
+
+
+def stat_names(entry: RunEntry) -> list[str]:
+    """Numeric statistic columns (the same for every method)."""
+    if not entry.run.methods:
+        return []
+    df = stats(entry, entry.run.methods[0])
+    return [
+        str(c)
+        for c in df.columns
+        if c not in NON_STATS and pd.api.types.is_numeric_dtype(df[c]) and df[c].dtype != bool
+    ]
+
+
+def shortcuts(entry: RunEntry) -> list[schemas.ShortcutClass]:
+    """The findings of ``salience shortcuts`` when the run folder has a shortcuts.json."""
+
+    def make(run: Run) -> list[schemas.ShortcutClass]:
+        path = run.path / "shortcuts.json"
+        if not path.is_file():
+            return []
+        try:
+            raw = json.loads(path.read_text())
+            return [_shortcut(c) for c in raw.get("classes", [])]
+        except (ValueError, TypeError, AttributeError, KeyError):
+            return []
+
+    return entry.cached("shortcuts", make)
+
+
+def _shortcut(c: dict[str, Any]) -> schemas.ShortcutClass:
+    return schemas.ShortcutClass.model_validate(
+        {
+            "class": str(c["class"]),
+            "flagged": bool(c.get("flagged", False)),
+            "reason": str(c.get("reason") or ""),
+            "region_share": {
+                str(k): float(v)
+                for k, v in (c.get("region_share") or {}).items()
+                if finite(v) is not None
+            },
+            "clusters": [
+                {
+                    "size": int(k.get("size", 0)),
+                    "share": float(k.get("share", 0.0)),
+                    "flagged": bool(k.get("flagged", False)),
+                    "centroid": [float(v) for v in k.get("centroid", [])],
+                }
+                for k in c.get("clusters", [])
+            ],
+        }
+    )
+
+
+def summary(entry: RunEntry) -> schemas.RunSummary:
+    def make(run: Run) -> schemas.RunSummary:
+        samples = entry.samples()
+        m = run.manifest
+        ok = ok_rows(samples)
+        meta = [str(c)[5:] for c in samples.columns if str(c).startswith("meta_")]
+        splits = sorted(str(s) for s in samples["split"].dropna().unique())
+        return schemas.RunSummary(
+            id=entry.id,
+            name=run.path.name,
+            status=str(run.status),
+            model=str((m.get("model") or {}).get("spec", "")),
+            dataset=str((m.get("dataset") or {}).get("source", "")),
+            count=len(samples),
+            errors=len(samples) - len(ok),
+            accuracy=finite(ok["correct"].astype(float).mean()) if len(ok) else None,
+            class_names=list(run.class_names),
+            methods=list(run.methods),
+            regions=list(run.regions),
+            stats=stat_names(entry),
+            meta=meta,
+            splits=splits,
+            map_size=[int(v) for v in m.get("map_size") or []],
+            created=str(m["created"]) if m.get("created") else None,
+            updated=str(m["updated"]) if m.get("updated") else None,
+            has_shortcuts=(run.path / "shortcuts.json").is_file(),
+        )
+
+    return entry.cached("summary", make)
+
+
+def region_colors(entry: RunEntry) -> dict[int, tuple[str, str]]:
+    """Mask index -> (region name, outline colour); index 0 and "background" get no outline."""
+
+    def make(run: Run) -> dict[int, tuple[str, str]]:
+        legend = {int(k): str(v) for k, v in run.region_legend.items()}
+        named = [i for i in sorted(legend) if i != 0 and legend[i].lower() != "background"]
+        return {i: (legend[i], REGION_COLORS[k % len(REGION_COLORS)]) for k, i in enumerate(named)}
+
+    return entry.cached("region_colors", make)
