@@ -202,7 +202,7 @@ class KernelShap(Attribution):
         valid = torch.arange(width, device=dev)[None] < torch.tensor(players, device=dev)[:, None]
         valid = valid.to(dtype)
         gram = zz.transpose(1, 2) @ (ww[..., None] * zz)
-        ridge = 1e-10 * (gram.diagonal(dim1=1, dim2=2).sum(1) / width + 1.0)
+        ridge = 1e-10 * gram.diagonal(dim1=1, dim2=2).mean(1)  # only matters if rank-deficient
         eye = torch.eye(width, device=dev, dtype=dtype)
         kkt = torch.zeros(n, width + 1, width + 1, device=dev, dtype=dtype)
         kkt[:, :width, :width] = gram + eye * ridge[:, None, None] + torch.diag_embed(1 - valid)
