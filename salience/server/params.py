@@ -10,7 +10,7 @@ from fastapi import Query
 from salience.errors import SalienceError
 from salience.store import SampleFilter
 
-SIZES = (64, 96, 128, 160, 192, 256, 384, 512)
+SIZES = (16, 32, 64, 96, 128, 160, 192, 256, 384, 512)
 
 
 async def sample_filter(

@@ -44,6 +44,9 @@ def image_file(entry: RunEntry, sample_id: str) -> Path:
     try:
         path, root = entry.run.image_path(sample_id), entry.run.data_root
     except (SalienceError, KeyError, IndexError):
+        known = entry.cached("sample_ids", lambda run: set(entry.samples()["sample_id"]))
+        if sample_id in known:  # the run refused the file itself
+            raise refuse(entry, f"the image of sample {sample_id!r}") from None
         raise HTTPException(404, "no such sample in this run") from None
     real, real_root = Path(path).resolve(), Path(root).resolve()
     if not real.is_relative_to(real_root) or not real.is_file():
