@@ -89,7 +89,10 @@ def assemble(plan: Plan, c: Computed) -> tuple[Columns, dict[str, Columns], dict
     maps: dict[str, np.ndarray] = {}
     for method in plan.manifest["methods"]:
         full = np.full((n, h, w), np.nan, dtype=np.float16)
-        cols: Columns = {"error": [f"no map: {e}" if e else "no map" for e in errors]}
+        cols: Columns = {c: [None] * n for c in plan.manifest["stat_columns"]}
+        if plan.regions:
+            cols["si_pattern"] = [None] * n
+        cols["error"] = [f"no map: {e}" if e else "no map" for e in errors]
         found = c.maps.get(method)
         if found is not None and c.ok:
             st = map_statistics(found, masks, plan.regions, correct, plan.manifest["ground_truth"])

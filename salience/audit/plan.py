@@ -161,6 +161,7 @@ def versions() -> dict[str, str | None]:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             out[name] = None
+    out["torch"] = torch.__version__  # with its build tag, e.g. +cu130
     out["python"] = platform.python_version()
     return out
 

@@ -214,3 +214,44 @@ def parse_boxes(text: str) -> Boxes:
     if not out:
         raise SalienceError("boxes list is empty")
     return tuple(out)
+
+
+def read_class_names(path: Path) -> list[str]:
+    """Class names in output order from a file: JSON (a list, or ``{"index": "name"}``), CSV
+    (``class_name``/``name``/``label`` column, ordered by ``class_index``/``index`` when
+    present, like ``imagenet_classes.csv``) or plain text, one name per line."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SalienceError(f"cannot read class names from {p}: {exc}") from None
+    suffix = p.suffix.lower()
+    if suffix == ".json":
+        raw = json.loads(text)
+        if isinstance(raw, dict):
+            try:
+                pairs = sorted((int(k), str(v)) for k, v in raw.items())
+            except ValueError:
+                raise SalienceError(f"{p.name}: keys must be class indices") from None
+            if [k for k, _ in pairs] != list(range(len(pairs))):
+                raise SalienceError(f"{p.name}: class indices must be 0..{len(pairs) - 1}")
+            names = [v for _, v in pairs]
+        elif isinstance(raw, list):
+            names = [str(v) for v in raw]
+        else:
+            raise SalienceError(f"{p.name}: expected a JSON list of names or an index->name map")
+    elif suffix in (".csv", ".tsv"):
+        frame = pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",", dtype=str)
+        cols = {c.lower().strip(): c for c in frame.columns}
+        name_col = next((cols[c] for c in ("class_name", "name", "label") if c in cols), None)
+        if name_col is None:
+            raise SalienceError(f"{p.name} needs a class_name (or name) column")
+        order = next((cols[c] for c in ("class_index", "index") if c in cols), None)
+        if order is not None:
+            frame = frame.assign(_i=frame[order].astype(int)).sort_values("_i")
+        names = [str(v).strip() for v in frame[name_col]]
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise SalienceError(f"{p.name} lists no class names")
+    return names
