@@ -36,7 +36,9 @@ def noise_bases() -> list[str]:
 class NoisyAverage(Attribution):
     """A base method's attributions over ``samples`` noisy copies of each image, summarised
     by ``statistic``. Noise is Gaussian with standard deviation ``noise`` times the image's
-    range (max - min); one noise draw per sample index, seeded, is shared by all images."""
+    range (max - min). The noise is one ``torch.randn([samples, C, H, W])`` draw from a CPU
+    generator seeded with ``seed``: sample ``s`` adds the same pattern to every image (scaled
+    per image), so a batch gives the same maps as one image at a time, on any device."""
 
     family = "gradient"
     passes = "samples × base"
