@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -213,3 +214,25 @@ def test_layer_parameter_reaches_the_method(
     saved = np.load(out / report["images"][0]["maps"]["gradcam"]["npy"])
     np.testing.assert_allclose(saved, first, rtol=1e-5, atol=1e-7)
     assert not np.allclose(saved, auto)
+
+
+def test_torchscript_model_gradient_works_and_cams_say_why_not(
+    photos: list[Path], tmp_path: Path
+) -> None:
+    import warnings
+
+    from conftest import TinyCNN
+
+    path = tmp_path / "tiny.ts"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(TinyCNN(classes=7).eval()), str(path))
+    base = ["explain", str(photos[0]), "--model", str(path), "--preprocess",
+            "unit:size=32,resize=32", "--out", str(tmp_path / "o")]  # fmt: skip
+    result = runner.invoke(app, [*base, "--method", "gradient", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"]["source"] == "torchscript"
+    failed = runner.invoke(app, [*base, "--method", "gradcam"])
+    assert failed.exit_code == 2
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: gradcam needs module hooks") and "Traceback" not in failed.output
