@@ -27,6 +27,7 @@ class RunSummary(_Model):
     accuracy: float | None
     class_names: list[str]
     methods: list[str]
+    signed: list[str] = Field(description="methods whose maps are signed (registry)")
     regions: list[str]
     stats: list[str] = Field(description="saliency statistics available for sorting and colouring")
     meta: list[str] = Field(description="user metadata columns (without the meta_ prefix)")

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from salience.errors import SalienceError
+from salience.methods import method_info
 from salience.server import schemas
 from salience.server.registry import RunEntry
 from salience.server.render import REGION_COLORS
@@ -112,6 +114,7 @@ def summary(entry: RunEntry) -> schemas.RunSummary:
             accuracy=finite(ok["correct"].astype(float).mean()) if len(ok) else None,
             class_names=list(run.class_names),
             methods=list(run.methods),
+            signed=[name for name in run.methods if _signed(name)],
             regions=list(run.regions),
             stats=stat_names(entry),
             meta=meta,
@@ -123,6 +126,13 @@ def summary(entry: RunEntry) -> schemas.RunSummary:
         )
 
     return entry.cached("summary", make)
+
+
+def _signed(method: str) -> bool:
+    try:
+        return bool(method_info(method).signed)
+    except SalienceError:  # a method this installation does not know
+        return False
 
 
 def region_colors(entry: RunEntry) -> dict[int, tuple[str, str]]:

@@ -117,8 +117,8 @@ function flipCards(ctx, b, f) {
   return h("div", { class: "cards", style: { gridTemplateColumns: "repeat(auto-fill, minmax(300px, 1fr))" } }, f.items.map((x) =>
     h("div", { class: "card", "data-testid": "flip-card", "data-sample-id": x.sample_id, title: x.path, onclick: () => go("compare", { ...params, sample: x.sample_id }) },
       h("div", { class: "vs" },
-        h("div", { class: "side" }, shot(run.id, x.sample_id, params.method, { tag: "A" })),
-        h("div", { class: "side" }, shot(b, x.sample_id, params.method, { tag: "B" }))),
+        h("div", { class: "side" }, shot(run.id, x.sample_id, params.method, { tag: "A", signed: run.signed.includes(params.method) })),
+        h("div", { class: "side" }, shot(b, x.sample_id, params.method, { tag: "B", signed: run.signed.includes(params.method) }))),
       h("div", { class: "info" },
         h("div", { class: "line1" }, h("span", { class: "names" }, `true ${x.label}`), h("span", { class: "flag" + (x.kind === "fixed" ? " ok" : "") }, x.kind)),
         h("div", { class: "line2" }, h("span", {}, `A: ${x.pred_a} (${fix(x.confidence_a, 2)})`), h("span", {}, `B: ${x.pred_b} (${fix(x.confidence_b, 2)})`))))));
@@ -129,7 +129,8 @@ function pairDetail(ctx, b, sampleId, flip, nav) {
   const runB = app.byId[b];
   const methods = run.methods.filter((m) => runB.methods.includes(m));
   const row = (who, runId) => h("div", { class: "pair-row" }, h("div", { class: "who" }, who),
-    methods.map((m) => h("div", { class: "method-tile" }, shot(runId, sampleId, m, { size: 256, lazy: false }), h("div", { class: "name" }, m))));
+    methods.map((m) => h("div", { class: "method-tile" }, shot(runId, sampleId, m, { size: 256, lazy: false, signed: run.signed.includes(m) }), h("div", { class: "name" }, m))));
   const facts = flip ? h("p", {}, `True ${flip.label}. A predicted ${flip.pred_a} (${pct(flip.confidence_a)}); B predicted ${flip.pred_b} (${pct(flip.confidence_b)}).`) : null;
-  modal(sampleId, nav, facts, row(`A · ${run.name}`, run.id), row(`B · ${runB.name}`, b));
+  const content = modal(sampleId, nav, facts, row(`A · ${run.name}`, run.id), row(`B · ${runB.name}`, b));
+  if (flip) content.parentElement.querySelector("header .title").textContent = flip.path;
 }

@@ -9,11 +9,13 @@ export function destroyCharts() {
   while (charts.length) charts.pop().destroy();
 }
 
-export function modal(title, { prev, next, close }, ...body) {
+// The modal dialog for one image; ``sampleId`` is its first title (the path replaces it).
+export function modal(sampleId, { prev, next, close }, ...body) {
+  const title = sampleId;
   destroyCharts();
   const root = document.getElementById("modal-root");
   const back = h("div", { class: "modal-back", onclick: (e) => e.target === back && close() });
-  const dialog = h("div", { class: "modal", role: "dialog", "aria-modal": "true", "aria-label": title, "data-testid": "sample-detail" },
+  const dialog = h("div", { class: "modal", role: "dialog", "aria-modal": "true", "aria-label": title, "data-testid": "sample-detail", "data-sample-id": sampleId },
     h("header", {},
       h("span", { class: "title", title }, title),
       h("button", { disabled: !prev, onclick: prev, "aria-label": "Previous image", title: "Previous image" }, "‹ prev"),
@@ -51,6 +53,9 @@ export function openDetail(ctx, sampleId, nav) {
     .then((d) => {
       if (!content.isConnected) return;
       content.replaceChildren(...body(run, params, app, d));
+      const title = content.parentElement.querySelector("header .title");
+      title.textContent = d.path;
+      title.title = `${d.path} (sample ${d.sample_id})`;
       drawCharts(content, d);
     })
     .catch((err) => content.isConnected && content.replaceChildren(errorBox(err)));
@@ -59,7 +64,7 @@ export function openDetail(ctx, sampleId, nav) {
 function body(run, params, app, d) {
   const method = params.method;
   const showOutline = d.has_mask;
-  const big = shot(run.id, d.sample_id, d.error ? null : method, { size: 512, outline: showOutline, lazy: false });
+  const big = shot(run.id, d.sample_id, d.error ? null : method, { size: 512, outline: showOutline, lazy: false, signed: run.signed.includes(method) });
   big.classList.add("big");
   const outcome = d.error ? h("span", { class: "flag" }, "failed: " + d.error)
     : h("span", { class: "flag" + (d.correct ? " ok" : "") }, d.correct ? "correct" : "wrong");
@@ -88,7 +93,7 @@ function body(run, params, app, d) {
     h("div", { class: "methods-strip" }, d.methods.map((m) => {
       const first = Object.entries(m.region_share).filter(([, v]) => v !== null).sort((a, b) => b[1] - a[1])[0];
       return h("div", { class: "method-tile" + (m.method === method ? " current" : "") },
-        shot(run.id, d.sample_id, m.error ? null : m.method, { size: 256, outline: showOutline, lazy: false }),
+        shot(run.id, d.sample_id, m.error ? null : m.method, { size: 256, outline: showOutline, lazy: false, signed: run.signed.includes(m.method) }),
         h("div", { class: "name" }, m.method, h("span", {}, m.error ? m.error : first ? `${first[0]} ${pct(first[1], 0)}` : "")));
     })));
   const statNames = [...new Set(d.methods.flatMap((m) => Object.keys(m.stats)))];

@@ -139,7 +139,7 @@ function cards(ctx, res) {
       title: s.path,
       onclick: () => go("samples", { ...params, sample: s.sample_id }),
     },
-    shot(run.id, s.sample_id, s.error ? null : params.method),
+    shot(run.id, s.sample_id, s.error ? null : params.method, { signed: run.signed.includes(params.method) }),
     h("div", { class: "info" },
       h("div", { class: "line1" }, mark, h("span", { class: "names" }, s.error ? "failed" : s.correct ? s.label : `${s.label} → ${s.pred}`)),
       h("div", { class: "line2" },

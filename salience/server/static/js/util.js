@@ -146,9 +146,10 @@ export function sortableTable(columns, rows, { sortKey, desc = true, onRow, rowA
 }
 
 // An image with its saliency overlay (and optionally mask outlines) stacked on top.
-export function shot(runId, sampleId, method, { size = 192, tag = null, outline = false, lazy = true } = {}) {
+// Signed maps go on a light grey copy of the image (as in salience.viz), so red and blue read.
+export function shot(runId, sampleId, method, { size = 192, tag = null, outline = false, lazy = true, signed = false } = {}) {
   const base = `api/runs/${enc(runId)}`;
-  return h("div", { class: "shot" },
+  return h("div", { class: "shot" + (method && signed ? " signed" : "") },
     h("img", { class: "base", src: `${base}/thumb/${encPath(sampleId)}?size=${size}`, alt: sampleId, loading: lazy ? "lazy" : "eager" }),
     method ? h("img", { class: "ov", src: `${base}/overlay/${enc(method)}/${encPath(sampleId)}?size=${size}`, alt: `${method} saliency`,
       loading: lazy ? "lazy" : "eager", "data-testid": "saliency-overlay", "data-method": method }) : null,

@@ -1,0 +1,200 @@
+"""The explorer end to end in Debian's Chromium (Playwright): confusion cell -> cards -> image
+detail -> every method's overlay, method switch, a filter, a shared URL, two runs compared.
+
+Screenshots land in test-output/<test>/ to be looked at."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from explorer_runs import make_runs
+
+from salience.server import create_app
+from salience.store import Run
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LOADED = "els => els.length > 0 && els.every(e => e.complete && e.naturalWidth > 0)"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_runs(tmp_path_factory.mktemp("browser"))
+
+
+@pytest.fixture(scope="module")
+def server(runs: tuple[Path, Path]) -> Iterator[str]:
+    """The project's app under uvicorn in a thread, on a free loopback port."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(list(runs)), host="127.0.0.1", port=port, log_level="warning"
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "the explorer did not start"
+    yield f"http://127.0.0.1:{port}/"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server: str) -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        pg = browser.new_page(viewport={"width": 1440, "height": 1000})
+        pg.set_default_timeout(20_000)
+        pg.errors = []
+        pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+        pg.on("console", lambda m: m.type == "error" and pg.errors.append(m.text))
+        yield pg
+        browser.close()
+
+
+def overlays_loaded(pg: Any, scope: str, method: str | None = None) -> list[str]:
+    """Wait until every overlay under ``scope`` has loaded; their methods."""
+    sel = f"{scope} [data-testid=saliency-overlay]" + (f"[data-method={method}]" if method else "")
+    pg.wait_for_selector(sel, state="attached")
+    pg.eval_on_selector_all(sel, "els => els.forEach(e => { e.loading = 'eager'; })")  # offscreen
+    pg.wait_for_function(f"() => ({LOADED})([...document.querySelectorAll('{sel}')])")
+    return pg.eval_on_selector_all(sel, "els => els.map(e => e.dataset.method)")
+
+
+def shows(pg: Any, n: int) -> None:
+    """Wait until the grid says it holds ``n`` images."""
+    count = "document.querySelector('[data-testid=result-count]')?.textContent"
+    pg.wait_for_function(f"() => ({count} || '').startsWith('{n} ')")
+
+
+def test_drill_down_from_a_cell_to_every_methods_map(
+    page: Any, server: str, runs: tuple[Path, Path], out_dir: Path
+) -> None:
+    run = Run.open(runs[0])
+    samples = run.samples()
+    page.goto(server + "#/overview?run=v1")
+    page.wait_for_selector("[data-testid=confusion-cell]")
+    assert page.locator(".legend .bar").count() >= 1
+    page.screenshot(path=str(out_dir / "1-overview.png"), full_page=True)
+    cells = page.locator("[data-testid=confusion-cell]")
+    total = sum(int(cells.nth(i).get_attribute("data-count")) for i in range(cells.count()))
+    assert total == len(samples)
+    busiest = max(range(cells.count()), key=lambda i: int(cells.nth(i).get_attribute("data-count")))
+    cell = cells.nth(busiest)
+    true, pred = cell.get_attribute("data-true"), cell.get_attribute("data-pred")
+    count = int(cell.get_attribute("data-count"))
+    cell.click()
+    page.wait_for_selector("[data-testid=sample-card]")
+    cards = page.locator("[data-testid=sample-card]")
+    assert cards.count() == count
+    expected = set(samples[(samples.label == true) & (samples.pred == pred)].sample_id)
+    shown = {cards.nth(i).get_attribute("data-sample-id") for i in range(cards.count())}
+    assert shown == expected
+    overlays_loaded(page, ".cards")
+    page.screenshot(path=str(out_dir / "2-cell-grid.png"), full_page=True)
+
+    cards.first.click()
+    page.wait_for_selector("[data-testid=sample-detail]")
+    methods = overlays_loaded(page, "[data-testid=sample-detail]")
+    assert set(methods) == set(run.methods)
+    page.set_viewport_size({"width": 1440, "height": 1700})  # the whole dialog in view
+    page.wait_for_timeout(300)  # charts finish drawing
+    page.locator("[data-testid=sample-detail]").screenshot(path=str(out_dir / "3-detail.png"))
+    page.set_viewport_size({"width": 1440, "height": 1000})
+    assert "sample=" in page.url
+    page.keyboard.press("Escape")
+    page.wait_for_selector("[data-testid=sample-detail]", state="detached")
+
+    page.select_option("[data-testid=method-select]", "input_x_gradient")
+    page.wait_for_function("() => location.hash.includes('method=input_x_gradient')")
+    assert overlays_loaded(page, ".cards", "input_x_gradient")
+    assert page.locator(".cards [data-testid=saliency-overlay][data-method=gradcam]").count() == 0
+    assert not page.errors, page.errors
+
+
+def test_filters_live_in_the_url(
+    page: Any, server: str, runs: tuple[Path, Path], out_dir: Path
+) -> None:
+    samples = Run.open(runs[0]).samples()
+    page.goto(server + "#/samples?run=v1&method=gradcam")
+    page.wait_for_selector("[data-testid=sample-card]")
+    page.click("button[data-filter=correct][data-value=false]")
+    wrong = samples[~samples.correct]
+    shows(page, len(wrong))
+    page.wait_for_function("() => location.hash.includes('correct=false')")
+    ids = page.eval_on_selector_all(
+        "[data-testid=sample-card]", "els => els.map(e => e.dataset.sampleId)"
+    )
+    assert set(ids) == set(wrong.sample_id)
+    page.select_option("select[data-filter=true]", "chef")
+    chef_wrong = wrong[wrong.label == "chef"]
+    shows(page, len(chef_wrong))
+    url = page.url
+    overlays_loaded(page, ".cards")
+    page.screenshot(path=str(out_dir / "filtered-grid.png"), full_page=True)
+    first = chef_wrong.sample_id.iloc[0]
+    page.goto(url + f"&sample={first}")  # a shared link: filters and the open image
+    page.reload()
+    page.wait_for_selector("[data-testid=sample-detail]")
+    assert page.locator("[data-testid=result-count]").inner_text().startswith(f"{len(chef_wrong)} ")
+    assert page.get_attribute("[data-testid=sample-detail]", "data-sample-id") == first
+    assert (
+        page.locator("button[data-filter=correct][data-value=false]").get_attribute("class") == "on"
+    )
+    assert not page.errors, page.errors
+
+
+def test_two_runs_side_by_side(
+    page: Any, server: str, runs: tuple[Path, Path], out_dir: Path
+) -> None:
+    a, b = (Run.open(r).samples().set_index("sample_id") for r in runs)
+    b = b.loc[a.index]
+    changed = int(((a.correct != b.correct) | (~a.correct & (a.pred != b.pred))).sum())
+    page.goto(server + "#/compare?run=v1&method=gradcam")
+    page.wait_for_selector("[data-testid=flip-card]")
+    page.wait_for_selector("#per-class-chart")
+    assert int(page.locator("[data-testid=flip-count]").inner_text().split()[0]) == changed
+    overlays_loaded(page, "[data-testid=flip-card]")
+    page.screenshot(path=str(out_dir / "1-compare.png"), full_page=True)
+    page.locator("[data-testid=flip-card]").first.click()
+    page.wait_for_selector("[data-testid=sample-detail]")
+    shown = overlays_loaded(page, "[data-testid=sample-detail]")
+    assert sorted(shown) == sorted(Run.open(runs[0]).methods * 2)  # every method, both runs
+    page.locator("[data-testid=sample-detail]").screenshot(path=str(out_dir / "2-pair.png"))
+    page.keyboard.press("Escape")
+    page.select_option("[data-testid=run-select]", "v2")
+    page.wait_for_function("() => location.hash.includes('run=v2')")
+    page.click("nav.tabs a[data-view=overview]")
+    page.wait_for_selector("[data-testid=confusion-cell]")
+    counts = page.eval_on_selector_all(
+        "[data-testid=confusion-cell]", "els => els.map(e => +e.dataset.count)"
+    )
+    assert sum(counts) == len(b) and (counts != [])
+    assert not page.errors, page.errors
