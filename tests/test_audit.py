@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from audit_helpers import CLASSES, TinyModel, TinyNet, make_folder
+from audit_helpers import CLASSES, TinyModel, TinyNet, make_folder, region_mask
 
 import salience
 from salience.audit import audit
@@ -66,6 +66,9 @@ def test_rows_predictions_and_maps_match_the_engine(folder: Path, tmp_path: Path
     assert m["model"]["spec"] == "tests:TinyNet" and len(m["model"]["state_sha256"]) == 64
     assert m["dataset"]["manifest_sha256"] and m["torch"] == torch.__version__
     assert m["methods"]["gradcam"]["relu"] is True and m["map_size"] == [6, 8]
+    sid = df.sample_id[4]
+    np.testing.assert_array_equal(run.mask(sid), region_mask())
+    assert run.view_image(sid).size == (16, 16)
 
 
 def test_batch_size_does_not_change_results(folder: Path, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Dataset audits: run a model over labelled images, store predictions, maps and statistics.
 
-Stages (each usable alone): :func:`salience.data.read_dataset` (read) ->
+Stages (each usable alone): :func:`salience.data.dataset.read_dataset` (read) ->
 :class:`~salience.audit.decode.DecodeStage` (decode/preprocess) ->
 :func:`~salience.audit.attribute.attribute` (predict + attribute) ->
 :func:`~salience.audit.assemble.assemble` with :func:`~salience.audit.stats.map_statistics`

@@ -147,7 +147,7 @@ def state_sha256(module: nn.Module) -> str:
     for name, t in module.state_dict().items():
         arr = t.detach().cpu().contiguous()
         digest.update(f"{name}:{tuple(arr.shape)}:{arr.dtype}".encode())
-        digest.update(arr.view(torch.uint8).numpy().tobytes() if arr.numel() else b"")
+        digest.update(arr.reshape(-1).view(torch.uint8).numpy().tobytes() if arr.numel() else b"")
     return digest.hexdigest()
 
 

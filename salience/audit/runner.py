@@ -38,6 +38,7 @@ from salience.store.lock import RunLock
 from salience.store.run import Run
 from salience.store.writer import ShardWriter
 
+SHARD_MAP_BYTES = 256 * 2**20  # a shard's maps are held in memory until it is written
 Saved = tuple[Columns, dict[str, Columns], dict[str, np.ndarray]]
 
 
@@ -97,19 +98,23 @@ def audit(
 ) -> dict[str, Any]:
     """Audit ``model`` on ``data`` into the run folder ``out``; returns the summary.
 
-    Rerunning the same call resumes an interrupted run. ``ground_truth`` names the mask
-    regions that count as the object for Shared Interest (default: all annotated regions).
+    Rerunning the same call resumes an interrupted run. A shard holds at most ``shard_size``
+    images and at most 256 MB of maps (large map sizes get smaller shards). ``ground_truth``
+    names the mask regions that count as the object for Shared Interest (default: all
+    annotated regions).
     """
     dataset = data if isinstance(data, Dataset) else read_dataset(Path(data))
     dev = resolve_device(device)
     built, params = build_methods(list(methods), model.cam_layer)
+    size = parse_map_size(map_size)
+    row_bytes = 2 * size[0] * size[1] * max(1, len(built))
     plan = make_plan(
         model,
         dataset,
         params,
         class_names=class_names,
-        map_size=parse_map_size(map_size),
-        shard_size=shard_size,
+        map_size=size,
+        shard_size=max(1, min(shard_size, SHARD_MAP_BYTES // row_bytes)),
         batch_size=batch_size,
         top_k=top_k,
         ground_truth=ground_truth,

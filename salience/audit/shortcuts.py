@@ -1,0 +1,273 @@
+"""Shortcut discovery over a run: which classes are decided from the wrong evidence.
+
+Two complementary views, both per class (images grouped by their true label):
+
+- With region masks: the distribution of each region's share of positive saliency, per class
+  and per confusion cell. A class is flagged when correctly classified images put most of
+  their saliency outside the region that should decide (``region``, default ``"uniform"``):
+  "right for the wrong reasons" in the sense of Shared Interest's low saliency coverage
+  (Boggust et al., CHI 2022).
+- Always: SpRAy clusters (Lapuschkin et al., 2019; :mod:`salience.audit.spray`) with their
+  size, share, mean map and location, accuracy and purity. Without masks a cluster is flagged
+  when it is small, concentrated, consistently located and away from where the rest of its
+  class looks (watermarks, borders, tags); with masks when its correctly classified images put
+  most of their saliency outside the deciding region.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from salience.audit.spray import downsample, mass_centre, peak, spray, top_mass
+from salience.errors import SalienceError
+from salience.store import Run
+
+QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
+
+
+@dataclass(frozen=True)
+class ShortcutParams:
+    """Every knob of :func:`find_shortcuts`; recorded in ``shortcuts.json``."""
+
+    region: str = "uniform"  # the region that should decide (masks only)
+    min_inside: float = 0.5  # flag when the mean share inside the region is below this
+    grid: int = 16  # SpRAy map size
+    neighbors: int = 10  # kNN graph degree
+    max_clusters: int = 8
+    max_cluster_share: float = 0.5  # "small": at most this share of the class
+    min_cluster_size: int = 3
+    min_concentration: float = 0.25  # mass in the hottest 10% of the cluster's mean map
+    min_consistency: float = 0.5  # members whose own peak is near the cluster's peak
+    near: float = 0.15  # "near", as a fraction of the image side
+    min_distance: float = 0.25  # cluster peak to the rest of the class's peak
+    examples: int = 6
+    seed: int = 0
+
+
+def find_shortcuts(
+    run: Run, method: str | None = None, params: ShortcutParams = ShortcutParams()
+) -> dict[str, Any]:
+    """The ``shortcuts.json`` payload for ``run`` (see DESIGN.md and the module docstring)."""
+    method = pick_method(run, method)
+    samples = run.samples(["sample_id", "label", "pred", "correct", "error"])
+    samples = samples[samples["error"].isna() & samples["label"].notna()]
+    stats = run.stats(method)
+    stats = stats[stats["error"].isna()]
+    # region statistics only mean something with at least one annotated region
+    regions = run.regions if any(r != "background" for r in run.regions) else []
+    share_cols = {r: f"share_{run.region_columns.get(r, r)}" for r in regions}
+    density_cols = {r: f"density_{run.region_columns.get(r, r)}" for r in regions}
+    if regions and params.region not in regions:
+        raise SalienceError(
+            f"the run has no region {params.region!r}; choose --region from: "
+            f"{', '.join(r for r in regions if r != 'background')}"
+        )
+    df = samples.merge(stats, on="sample_id", how="inner")
+    if df.empty:
+        raise SalienceError(f"the run has no {method} maps to analyse")
+    classes = []
+    for name in [c for c in run.class_names if c in set(df["label"])]:
+        group = df[df["label"] == name]
+        maps = run.saliencies(group["sample_id"].tolist(), method)
+        classes.append(_class_report(name, group, maps, share_cols, density_cols, params))
+    return {
+        "run": str(run.path),
+        "method": method,
+        "regions": regions,
+        "deciding_region": params.region if regions else None,
+        "params": asdict(params),
+        "quantiles": list(QUANTILES),
+        "flagged": [c["class"] for c in classes if c["flagged"]],
+        "classes": classes,
+        "cells": _cells(df, share_cols) if regions else [],
+    }
+
+
+def pick_method(run: Run, method: str | None) -> str:
+    """``method`` if the run has it; by default ``gradcam`` or else the run's first method."""
+    if method is not None:
+        if method not in run.methods:
+            raise SalienceError(
+                f"the run has no {method!r} maps; it has: {', '.join(run.methods) or 'none'}"
+            )
+        return method
+    if not run.methods:
+        raise SalienceError("the run has no saliency maps; audit it with --method")
+    return "gradcam" if "gradcam" in run.methods else run.methods[0]
+
+
+def _mean_shares(frame: pd.DataFrame, cols: dict[str, str]) -> dict[str, float]:
+    return {r: _num(frame[c].mean()) for r, c in cols.items() if c in frame}
+
+
+def _quantiles(frame: pd.DataFrame, cols: dict[str, str]) -> dict[str, list[float]]:
+    out = {}
+    for r, c in cols.items():
+        values = frame[c].dropna().to_numpy(float)
+        if len(values):
+            out[r] = [round(float(v), 4) for v in np.quantile(values, QUANTILES)]
+    return out
+
+
+def _num(value: Any) -> float:
+    v = float(value)
+    return round(v, 4) if np.isfinite(v) else float("nan")
+
+
+def _class_report(
+    name: str,
+    group: pd.DataFrame,
+    maps: np.ndarray,
+    share_cols: dict[str, str],
+    density_cols: dict[str, str],
+    params: ShortcutParams,
+) -> dict[str, Any]:
+    correct = group["correct"].astype(bool).to_numpy()
+    right = group[correct]
+    report: dict[str, Any] = {
+        "class": name,
+        "count": len(group),
+        "correct": int(correct.sum()),
+        "accuracy": _num(correct.mean()),
+        "region_share": _mean_shares(right, share_cols) if share_cols else {},
+        "region_density": _mean_shares(right, density_cols) if share_cols else {},
+        "region_share_quantiles": _quantiles(right, share_cols) if share_cols else {},
+    }
+    grids = downsample(maps, params.grid)
+    result = spray(
+        grids.reshape(len(grids), -1),
+        neighbors=params.neighbors,
+        max_clusters=params.max_clusters,
+        seed=params.seed,
+    )
+    report["eigenvalues"] = [round(float(v), 4) for v in result.eigenvalues[:12]]
+    clusters = [
+        _cluster(j, result.labels, grids, group, share_cols, params) for j in range(result.k)
+    ]
+    report["clusters"] = clusters
+    if share_cols:
+        flagged, reason = _region_verdict(name, report, clusters, params)
+    else:
+        flagged, reason = _spray_verdict(name, clusters, result.k)
+    report["flagged"], report["reason"] = flagged, reason
+    return report
+
+
+def _cluster(
+    j: int,
+    labels: np.ndarray,
+    grids: np.ndarray,
+    group: pd.DataFrame,
+    share_cols: dict[str, str],
+    params: ShortcutParams,
+) -> dict[str, Any]:
+    members = labels == j
+    mean = grids[members].mean(0)
+    rest = grids[~members].mean(0) if (~members).any() else None
+    py, px = peak(mean)
+    own = np.array([peak(g) for g in grids[members]])
+    consistency = float((np.hypot(own[:, 0] - py, own[:, 1] - px) <= params.near).mean())
+    distance = float(np.hypot(*np.subtract(peak(rest), (py, px)))) if rest is not None else 0.0
+    part = group[members]
+    correct = part["correct"].astype(bool).to_numpy()
+    preds = part["pred"].value_counts()
+    nearest = np.argsort(((grids[members] - mean) ** 2).sum(axis=(1, 2)))[: params.examples]
+    size = int(members.sum())
+    out: dict[str, Any] = {
+        "size": size,
+        "share": _num(size / len(labels)),
+        "flagged": False,
+        "centroid": [round(v, 4) for v in mass_centre(mean)],
+        "peak": [round(py, 4), round(px, 4)],
+        "concentration": _num(top_mass(mean)),
+        "consistency": _num(consistency),
+        "distance": _num(distance),
+        "accuracy": _num(correct.mean()),
+        "purity": _num(preds.iloc[0] / size) if size else float("nan"),
+        "majority_pred": str(preds.index[0]) if size else None,
+        "examples": part["sample_id"].iloc[nearest].astype(str).tolist(),
+        "mean_map": np.round(mean / max(float(mean.max()), 1e-30), 3).tolist(),
+    }
+    if share_cols:
+        right = part[correct]
+        out["region_share"] = _mean_shares(right if len(right) else part, share_cols)
+        inside = out["region_share"].get(params.region, float("nan"))
+        out["flagged"] = bool(size >= params.min_cluster_size and inside < params.min_inside)
+    else:
+        out["flagged"] = bool(
+            params.min_cluster_size <= size
+            and out["share"] <= params.max_cluster_share
+            and out["concentration"] >= params.min_concentration
+            and consistency >= params.min_consistency
+            and distance >= params.min_distance
+        )
+    return out
+
+
+def _region_verdict(
+    name: str, report: dict[str, Any], clusters: list[dict[str, Any]], params: ShortcutParams
+) -> tuple[bool, str]:
+    shares, density = report["region_share"], report["region_density"]
+    inside = shares.get(params.region, float("nan"))
+    if report["correct"] == 0 or not np.isfinite(inside):
+        return False, f"no correctly classified {name} images with {params.region} saliency"
+    others = {r: d for r, d in density.items() if r not in (params.region, "background")}
+    rival = max(others, key=lambda r: others[r]) if others else "background"
+    where = (
+        f"{rival!r} has density {density.get(rival, float('nan')):.1f} "
+        f"vs {params.region!r} {density.get(params.region, float('nan')):.1f}"
+    )
+    if inside < params.min_inside:
+        return True, (
+            f"correctly classified {name} images put {1 - inside:.0%} of their saliency outside "
+            f"{params.region!r}; {where}"
+        )
+    odd = [c for c in clusters if c["flagged"]]
+    if odd:
+        c = odd[0]
+        return True, (
+            f"a cluster of {c['size']} {name} images ({c['share']:.0%}) puts most of its "
+            f"saliency outside {params.region!r} (peak at {_place(c['peak'])})"
+        )
+    return (
+        False,
+        f"{inside:.0%} of the saliency of correct {name} images is in {params.region!r}; {where}",
+    )
+
+
+def _spray_verdict(name: str, clusters: list[dict[str, Any]], k: int) -> tuple[bool, str]:
+    odd = [c for c in clusters if c["flagged"]]
+    if not odd:
+        return False, f"{k} saliency cluster(s); none small, tight and off to one side"
+    c = odd[0]
+    return True, (
+        f"{c['size']} {name} images ({c['share']:.0%}) concentrate their saliency at the "
+        f"{_place(c['peak'])} (y {c['peak'][0]:.2f}, x {c['peak'][1]:.2f}), away from the rest "
+        f"of the class: look for a watermark, border or tag there"
+    )
+
+
+def _place(yx: list[float]) -> str:
+    y, x = yx
+    v = "top" if y < 1 / 3 else "bottom" if y > 2 / 3 else "middle"
+    h = "left" if x < 1 / 3 else "right" if x > 2 / 3 else "centre"
+    return "centre" if (v, h) == ("middle", "centre") else f"{v} {h}"
+
+
+def _cells(df: pd.DataFrame, share_cols: dict[str, str]) -> list[dict[str, Any]]:
+    cells = []
+    for (true, pred), g in df.groupby(["label", "pred"], sort=True):
+        cells.append(
+            {
+                "true": str(true),
+                "pred": str(pred),
+                "count": len(g),
+                "region_share": _mean_shares(g, share_cols),
+                "region_share_quantiles": _quantiles(g, share_cols),
+            }
+        )
+    return cells
