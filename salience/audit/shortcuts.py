@@ -43,7 +43,7 @@ class ShortcutParams:
     min_concentration: float = 0.25  # mass in the hottest 10% of the cluster's mean map
     min_consistency: float = 0.5  # members whose own peak is near the cluster's peak
     near: float = 0.15  # "near", as a fraction of the image side
-    min_distance: float = 0.25  # cluster peak to the rest of the class's peak
+    min_distance: float = 0.25  # cluster peak to the centre of where the rest of the class looks
     examples: int = 6
     seed: int = 0
 
@@ -145,9 +145,17 @@ def _class_report(
         seed=params.seed,
     )
     report["eigenvalues"] = [round(float(v), 4) for v in result.eigenvalues[:12]]
-    clusters = [
-        _cluster(j, result.labels, grids, group, share_cols, params) for j in range(result.k)
-    ]
+    means = [grids[result.labels == j].mean(0) for j in range(result.k)]
+    peaks = np.array([peak(m) for m in means])
+    clusters = []
+    for j in range(result.k):
+        # "the rest of the class": images in clusters that peak elsewhere, so that a strategy
+        # SpRAy split into several clusters is not compared with itself
+        apart = np.flatnonzero(np.hypot(*(peaks - peaks[j]).T) > params.near)
+        rest = np.isin(result.labels, apart)
+        clusters.append(
+            _cluster(result.labels == j, rest, grids, group, share_cols, density_cols, params)
+        )
     report["clusters"] = clusters
     if share_cols:
         flagged, reason = _region_verdict(name, report, clusters, params)
@@ -158,20 +166,21 @@ def _class_report(
 
 
 def _cluster(
-    j: int,
-    labels: np.ndarray,
+    members: np.ndarray,
+    rest: np.ndarray,
     grids: np.ndarray,
     group: pd.DataFrame,
     share_cols: dict[str, str],
+    density_cols: dict[str, str],
     params: ShortcutParams,
 ) -> dict[str, Any]:
-    members = labels == j
     mean = grids[members].mean(0)
-    rest = grids[~members].mean(0) if (~members).any() else None
     py, px = peak(mean)
     own = np.array([peak(g) for g in grids[members]])
     consistency = float((np.hypot(own[:, 0] - py, own[:, 1] - px) <= params.near).mean())
-    distance = float(np.hypot(*np.subtract(peak(rest), (py, px)))) if rest is not None else 0.0
+    # how far this cluster's peak is from where the rest of the class looks (centre of mass)
+    elsewhere = mass_centre(grids[rest].mean(0)) if rest.any() else (py, px)
+    distance = float(np.hypot(elsewhere[0] - py, elsewhere[1] - px))
     part = group[members]
     correct = part["correct"].astype(bool).to_numpy()
     preds = part["pred"].value_counts()
@@ -179,7 +188,7 @@ def _cluster(
     size = int(members.sum())
     out: dict[str, Any] = {
         "size": size,
-        "share": _num(size / len(labels)),
+        "share": _num(size / len(members)),
         "flagged": False,
         "centroid": [round(v, 4) for v in mass_centre(mean)],
         "peak": [round(py, 4), round(px, 4)],
@@ -193,8 +202,9 @@ def _cluster(
         "mean_map": np.round(mean / max(float(mean.max()), 1e-30), 3).tolist(),
     }
     if share_cols:
-        right = part[correct]
-        out["region_share"] = _mean_shares(right if len(right) else part, share_cols)
+        right = part[correct] if correct.any() else part
+        out["region_share"] = _mean_shares(right, share_cols)
+        out["region_density"] = _mean_shares(right, density_cols)
         inside = out["region_share"].get(params.region, float("nan"))
         out["flagged"] = bool(size >= params.min_cluster_size and inside < params.min_inside)
     else:
@@ -228,14 +238,16 @@ def _region_verdict(
         )
     odd = [c for c in clusters if c["flagged"]]
     if odd:
-        c = odd[0]
+        c = max(odd, key=lambda c: c["size"])
+        d = c["region_density"]
+        worst = max((r for r in d if r != params.region), key=lambda r: d[r])
         return True, (
-            f"a cluster of {c['size']} {name} images ({c['share']:.0%}) puts most of its "
-            f"saliency outside {params.region!r} (peak at {_place(c['peak'])})"
+            f"a cluster of {c['size']} {name} images ({c['share']:.0%}, accuracy "
+            f"{c['accuracy']:.0%}) puts {1 - c['region_share'][params.region]:.0%} of its "
+            f"saliency outside {params.region!r}; {worst!r} has density {d[worst]:.1f}"
         )
-    return (
-        False,
-        f"{inside:.0%} of the saliency of correct {name} images is in {params.region!r}; {where}",
+    return False, (
+        f"{inside:.0%} of the saliency of correct {name} images is in {params.region!r}; {where}"
     )
 
 
@@ -243,11 +255,12 @@ def _spray_verdict(name: str, clusters: list[dict[str, Any]], k: int) -> tuple[b
     odd = [c for c in clusters if c["flagged"]]
     if not odd:
         return False, f"{k} saliency cluster(s); none small, tight and off to one side"
-    c = odd[0]
+    c = max(odd, key=lambda c: c["concentration"])
+    more = f" ({len(odd) - 1} more flagged cluster(s))" if len(odd) > 1 else ""
     return True, (
         f"{c['size']} {name} images ({c['share']:.0%}) concentrate their saliency at the "
         f"{_place(c['peak'])} (y {c['peak'][0]:.2f}, x {c['peak'][1]:.2f}), away from the rest "
-        f"of the class: look for a watermark, border or tag there"
+        f"of the class: look for a watermark, border or tag there{more}"
     )
 
 

@@ -285,19 +285,21 @@ def _watermark(img: np.ndarray, marked: np.ndarray, y: np.ndarray, x: np.ndarray
 # ----------------------------------------------------------------------------------- writing
 
 
-def write(data: DemoSet, root: Path, split: str) -> Path:
+def write(data: DemoSet, root: Path, split: str, masks: bool = True) -> Path:
     """Write ``data`` under ``root`` as an image folder and a manifest with masks.
 
     Layout: ``root/<split>/<class>/<id>.png`` (an image folder per split),
     ``root/masks/<split>/<id>.png`` (pixel values index ``root/legend.json``) and
     ``root/<split>.csv`` with ``path, label, mask, split, hat, hat_matches, watermark``
-    (paths relative to ``root``). Returns the manifest path.
+    (paths relative to ``root``; ``masks=False`` leaves out the masks). Returns the manifest.
     """
     root = Path(root)
-    (root / "masks" / split).mkdir(parents=True, exist_ok=True)
     for name in data.class_names:
         (root / split / name).mkdir(parents=True, exist_ok=True)
-    (root / LEGEND_FILE).write_text(json.dumps(LEGEND) + "\n")
+    if masks:
+        (root / "masks" / split).mkdir(parents=True, exist_ok=True)
+        (root / LEGEND_FILE).write_text(json.dumps(LEGEND) + "\n")
+    header = ["path", "label", "mask", "split", "hat", "hat_matches", "watermark"]
     rows = []
     for i in range(len(data)):
         label = data.class_names[int(data.labels[i])]
@@ -305,14 +307,16 @@ def write(data: DemoSet, root: Path, split: str) -> Path:
         path = f"{split}/{label}/{stem}.png"
         mask = f"masks/{split}/{stem}.png"
         Image.fromarray(data.images[i]).save(root / path, compress_level=1)
-        Image.fromarray(data.masks[i]).save(root / mask, compress_level=1)
+        if masks:
+            Image.fromarray(data.masks[i]).save(root / mask, compress_level=1)
         hat = data.class_names[int(data.hats[i])]
-        rows.append([path, label, mask, split, hat, hat == label, bool(data.watermark[i])])
+        row = [path, label, mask, split, hat, hat == label, bool(data.watermark[i])]
+        rows.append(row if masks else row[:2] + row[3:])
     manifest = root / f"{split}.csv"
     tmp = manifest.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as fh:
         out = csv.writer(fh)
-        out.writerow(["path", "label", "mask", "split", "hat", "hat_matches", "watermark"])
+        out.writerow(header if masks else header[:2] + header[3:])
         out.writerows(rows)
     tmp.replace(manifest)
     return manifest

@@ -1,0 +1,187 @@
+"""The case study end to end: generate data, train v1 and v2, audit, find shortcuts, compare.
+
+v1 is trained on a biased split where the hat gives the profession away in 95% of images;
+v2 on a balanced, larger split where the hat says nothing. Both are audited on a balanced test
+split: v1 loses accuracy there and its saliency sits on the head; v2 looks at the uniform.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from salience.audit import audit
+from salience.audit.compare import compare_runs
+from salience.audit.shortcuts import find_shortcuts
+from salience.data.demo import DemoSet, generate, write
+from salience.demo.model import PREPROCESS, ProfessionNet
+from salience.demo.train import TrainConfig, train
+from salience.errors import SalienceError
+from salience.models import LoadedModel, load_model
+from salience.store import Run
+
+FACTORY = "salience.demo.model:profession_net"
+REGIONS = ("head", "uniform", "background")
+# Everything the demo writes into its folder; a rerun replaces exactly these.
+OUTPUTS = ("data", "models", "runs", "demo.json", "compare.json", "report.html")
+
+# (stage, done, total): "data", "train v1", "train v2", "audit v1", "audit v2", "analyse"
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    size: int = 64  # image side in pixels
+    train_v1: int = 3000  # biased training images
+    train_v2: int = 4000  # balanced ("enriched") training images
+    test: int = 1000  # balanced test images
+    epochs: int = 8
+    hat_bias: float = 0.95
+    contrast: float = 0.2
+    seed: int = 0
+    methods: tuple[str, ...] = ("gradcam",)
+
+
+SIZES: dict[str, DemoConfig] = {
+    "full": DemoConfig(),
+    "small": DemoConfig(size=48, train_v1=1500, train_v2=1500, test=400),
+}
+
+
+def prepare_out(out: Path) -> None:
+    """Create ``out``, or clear the outputs of an earlier demo in it; refuse other folders."""
+    if out.exists() and any(out.iterdir()) and not (out / "demo.json").exists():
+        raise SalienceError(
+            f"{out} is not empty and holds no earlier demo; choose a new folder with --out"
+        )
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def make_data(
+    out: Path, config: DemoConfig, progress: Progress | None = None
+) -> dict[str, DemoSet]:
+    """The three splits, in memory and written to ``out/data`` (folders + manifests + masks)."""
+    c = config
+    splits = {
+        "train": generate(
+            c.train_v1, seed=c.seed * 10 + 1, size=c.size, hat_bias=c.hat_bias, contrast=c.contrast
+        ),
+        "train_balanced": generate(
+            c.train_v2, seed=c.seed * 10 + 2, size=c.size, contrast=c.contrast
+        ),
+        "test": generate(c.test, seed=c.seed * 10 + 3, size=c.size, contrast=c.contrast),
+    }
+    for i, (name, data) in enumerate(splits.items()):
+        write(data, out / "data", name)
+        if progress is not None:
+            progress("data", i + 1, len(splits))
+    return splits
+
+
+def train_model(
+    data: DemoSet, config: DemoConfig, path: Path, stage: str, progress: Progress | None = None
+) -> ProfessionNet:
+    """Train a fresh :class:`ProfessionNet` on ``data`` and save its state dict to ``path``."""
+    torch.manual_seed(config.seed)
+    model = ProfessionNet(len(data.class_names))
+    report = None if progress is None else (lambda step, total, _acc: progress(stage, step, total))
+    train(
+        model, data.images, data.labels, TrainConfig(epochs=config.epochs, seed=config.seed), report
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model
+
+
+def load_demo_model(weights: Path, size: int, class_names: Sequence[str]) -> LoadedModel:
+    """A trained demo model as the audit loads it (recordable spec, weights and preprocessing)."""
+    return load_model(
+        FACTORY, weights=weights, preprocess=PREPROCESS.format(size=size), class_names=class_names
+    )
+
+
+def region_summary(run: Run, method: str) -> dict[str, Any]:
+    """Balanced accuracy and mean share/density per region over the run's images, overall and
+    per class (the numbers ``demo.json`` and the printed summary show)."""
+    metrics = run.class_metrics()
+    samples = run.samples(["sample_id", "label"])
+    stats = run.stats(method).merge(samples, on="sample_id")
+    cols = run.region_columns
+
+    def means(frame: Any, kind: str) -> dict[str, float]:
+        return {r: round(float(frame[f"{kind}_{cols[r]}"].mean()), 4) for r in REGIONS}
+
+    per_class = {
+        str(name): {"region_share": means(g, "share"), "region_density": means(g, "density")}
+        for name, g in stats.groupby("label", sort=True)
+    }
+    return {
+        "balanced_accuracy": round(float(np.nanmean(metrics["recall"])), 4),
+        "region_share": means(stats, "share"),
+        "region_density": means(stats, "density"),
+        "per_class": per_class,
+    }
+
+
+def run_demo(
+    out: str | Path, config: DemoConfig = SIZES["full"], progress: Progress | None = None
+) -> dict[str, Any]:
+    """Run the whole case study into ``out``; returns (and writes) the ``demo.json`` payload."""
+    out = Path(out).expanduser()
+    prepare_out(out)
+    splits = make_data(out, config, progress)
+    names = splits["test"].class_names
+    runs: dict[str, Path] = {}
+    for version, split in (("v1", "train"), ("v2", "train_balanced")):
+        weights = out / "models" / f"{version}.pt"
+        train_model(splits[split], config, weights, f"train {version}", progress)
+        model = load_demo_model(weights, config.size, names)
+        runs[version] = out / "runs" / version
+        total = len(splits["test"])
+
+        def report(p: Any, stage: str = f"audit {version}", total: int = total) -> None:
+            if progress is not None:
+                progress(stage, p.done, total)
+
+        audit(
+            model,
+            out / "data" / "test.csv",
+            runs[version],
+            config.methods,
+            map_size=config.size,
+            progress=report,
+        )
+    if progress is not None:
+        progress("analyse", 0, 3)
+    method = config.methods[0]
+    payload: dict[str, Any] = {"config": asdict(config), "method": method}
+    for i, (version, path) in enumerate(runs.items()):
+        run = Run.open(path)
+        found = find_shortcuts(run, method)
+        (path / "shortcuts.json").write_text(json.dumps(found, indent=2) + "\n")
+        payload[version] = {"run": str(path), **region_summary(run, method)}
+        payload[f"flagged_{version}"] = found["flagged"]
+        if progress is not None:
+            progress("analyse", i + 1, 3)
+    comparison = compare_runs(Run.open(runs["v1"]), Run.open(runs["v2"]), method)
+    (out / "compare.json").write_text(json.dumps(comparison, indent=2) + "\n")
+    payload["compare"] = {
+        k: comparison[k] for k in ("accuracy", "region_shift", "noise_floor", "silent_changes")
+    }
+    if progress is not None:
+        progress("analyse", 3, 3)
+    (out / "demo.json").write_text(json.dumps(payload, indent=2) + "\n")
+    return payload
