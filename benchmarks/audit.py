@@ -279,6 +279,7 @@ def generate_run(
         )
         maps = rng.standard_normal((m, map_size, map_size), dtype=np.float32)
         writer.write_shard(s, samples, {"gradcam": stats}, {"gradcam": maps})
+    writer.write_index()  # as an audit does when it finishes
 
 
 CHILD_STORE = """

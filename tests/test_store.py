@@ -310,3 +310,21 @@ def test_manifest_reloads_when_rewritten(tmp_path: Path) -> None:
     m["status"] = "running"
     write_json(tmp_path / "run" / "run.json", m)
     assert run.status == "running"
+
+
+def test_index_file_locates_samples_and_newer_shards_are_scanned(tmp_path: Path) -> None:
+    truth = synthetic_run(tmp_path / "run", n=40, shard_size=16)
+    writer = ShardWriter(tmp_path / "run", ["meta_site"], stat_columns(REGIONS), pattern=True)
+    samples_file(tmp_path / "run", 2).unlink()  # the index covers shards 0 and 1 only
+    writer.write_index()
+    synthetic_run(tmp_path / "again", n=40, shard_size=16)  # shard 2's files, copied back
+    (tmp_path / "run" / "samples" / "part-00002.parquet").write_bytes(
+        samples_file(tmp_path / "again", 2).read_bytes()
+    )
+    run = Run.open(tmp_path / "run")
+    for i in (0, 20, 31):
+        np.testing.assert_array_equal(run.saliency(truth.sample_id[i], "gradcam"), truth.smap[i])
+    assert run._index == {}  # found through index.npz, no shard scanned
+    np.testing.assert_array_equal(run.saliency(truth.sample_id[35], "gradcam"), truth.smap[35])
+    assert set(run._index) == set(truth.sample_id[32:])  # only the newer shard was scanned
+    assert run.image_path(truth.sample_id[5]).name == "5.png"

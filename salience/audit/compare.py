@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from scipy.stats import rankdata
 from skimage.metrics import structural_similarity
 
-from salience.audit.shortcuts import pick_method
+from salience.audit.shortcuts import json_safe, pick_method
 from salience.errors import SalienceError
 from salience.store import Run
 
@@ -217,36 +217,38 @@ def compare_runs(
             )
         per_class.append(row)
 
-    return {
-        "a": {"run": str(a.path), "model": a.manifest.get("model", {}).get("spec")},
-        "b": {"run": str(b.path), "model": b.manifest.get("model", {}).get("spec")},
-        "method": method,
-        "matched": len(ids),
-        "accuracy": {"a": round(float(ca.mean()), 4), "b": round(float(cb.mean()), 4)},
-        "balanced_accuracy": {
-            "a": round(float(np.mean([ca[labels == c].mean() for c in np.unique(labels)])), 4),
-            "b": round(float(np.mean([cb[labels == c].mean() for c in np.unique(labels)])), 4),
-        },
-        "per_class": per_class,
-        "fixed": _listed(pd.Index(ids)[(~ca & cb).to_numpy()], params),
-        "broken": _listed(pd.Index(ids)[(ca & ~cb).to_numpy()], params),
-        "similarity": {
-            k: _round({"mean": np.nanmean(v), "median": np.nanmedian(v)})
-            if np.isfinite(v).any()
-            else None
-            for k, v in sim.items()
-        },
-        "region_shift": _round(shift),
-        "region_shift_real": {r: bool(abs(shift[r]) > floor[r]) for r in regions},
-        "silent_changes": {
-            **_listed(silent_ids, params),
-            "share": round(float(silent_mask.mean()), 4),
-        },
-        "noise_floor": {
-            "kind": kind,
-            "reference": str(reference.path) if reference is not None else None,
-            "region_shift": _round(floor),
-            "similarity": _round(sim_floor),
-        },
-        "params": asdict(params),
-    }
+    return json_safe(
+        {
+            "a": {"run": str(a.path), "model": a.manifest.get("model", {}).get("spec")},
+            "b": {"run": str(b.path), "model": b.manifest.get("model", {}).get("spec")},
+            "method": method,
+            "matched": len(ids),
+            "accuracy": {"a": round(float(ca.mean()), 4), "b": round(float(cb.mean()), 4)},
+            "balanced_accuracy": {
+                "a": round(float(np.mean([ca[labels == c].mean() for c in np.unique(labels)])), 4),
+                "b": round(float(np.mean([cb[labels == c].mean() for c in np.unique(labels)])), 4),
+            },
+            "per_class": per_class,
+            "fixed": _listed(pd.Index(ids)[(~ca & cb).to_numpy()], params),
+            "broken": _listed(pd.Index(ids)[(ca & ~cb).to_numpy()], params),
+            "similarity": {
+                k: _round({"mean": np.nanmean(v), "median": np.nanmedian(v)})
+                if np.isfinite(v).any()
+                else None
+                for k, v in sim.items()
+            },
+            "region_shift": _round(shift),
+            "region_shift_real": {r: bool(abs(shift[r]) > floor[r]) for r in regions},
+            "silent_changes": {
+                **_listed(silent_ids, params),
+                "share": round(float(silent_mask.mean()), 4),
+            },
+            "noise_floor": {
+                "kind": kind,
+                "reference": str(reference.path) if reference is not None else None,
+                "region_shift": _round(floor),
+                "similarity": _round(sim_floor),
+            },
+            "params": asdict(params),
+        }
+    )

@@ -137,6 +137,9 @@ def audit(
             "shards": plan.shards,
             "shards_done": plan.shards,
         }
+        ShardWriter(
+            run, plan.meta_columns, plan.manifest["stat_columns"], bool(plan.regions)
+        ).write_index()
         _update(run, status="complete", counts=counts, failure=None)
         summary = summarize(Run.open(run))
         write_json(run / SUMMARY, summary)

@@ -74,7 +74,7 @@ def find_shortcuts(
         group = df[df["label"] == name]
         maps = run.saliencies(group["sample_id"].tolist(), method)
         classes.append(_class_report(name, group, maps, share_cols, density_cols, params))
-    return {
+    payload = {
         "run": str(run.path),
         "method": method,
         "regions": regions,
@@ -85,6 +85,7 @@ def find_shortcuts(
         "classes": classes,
         "cells": _cells(df, share_cols) if regions else [],
     }
+    return json_safe(payload)
 
 
 def pick_method(run: Run, method: str | None) -> str:
@@ -116,6 +117,17 @@ def _quantiles(frame: pd.DataFrame, cols: dict[str, str]) -> dict[str, list[floa
 def _num(value: Any) -> float:
     v = float(value)
     return round(v, 4) if np.isfinite(v) else float("nan")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None (strict JSON)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _class_report(

@@ -23,6 +23,7 @@ from salience.errors import SalienceError
 MANIFEST = "run.json"
 SUMMARY = "summary.json"
 LOCK = ".lock"
+INDEX = "index.npz"
 SAMPLES = "samples"
 STATS = "stats"
 MAPS = "maps"

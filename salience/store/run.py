@@ -22,6 +22,7 @@ import pandas as pd
 from salience.errors import SalienceError
 from salience.store.filters import SampleFilter, quote, where_clause
 from salience.store.layout import (
+    INDEX,
     MANIFEST,
     complete_shards,
     map_file,
@@ -54,6 +55,7 @@ class Run:
         self._lock = threading.Lock()
         self._index: dict[str, tuple[int, int, str]] = {}
         self._indexed: set[int] = set()
+        self._sorted: dict[str, np.ndarray] | None = None  # from index.npz, if any
         self._maps: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
 
     @classmethod
@@ -302,8 +304,14 @@ class Run:
             )
 
     def _locate(self, sample_id: str) -> tuple[int, int, str]:
+        """``(shard, row, path)`` of a sample: from ``index.npz`` (written when the audit
+        finishes) plus a scan of only the shards it does not cover."""
         with self._lock:
-            hit = self._index.get(sample_id)
+            if self._sorted is None and (self.path / INDEX).exists():
+                with np.load(self.path / INDEX, allow_pickle=False) as z:
+                    self._sorted = {k: z[k] for k in z.files}
+                self._indexed.update(int(s) for s in self._sorted["shards"])
+            hit = self._index.get(sample_id) or self._search(sample_id)
             if hit is None:
                 new = [s for s in complete_shards(self.path) if s not in self._indexed]
                 if new:
@@ -328,6 +336,16 @@ class Run:
         if hit is None:
             raise SalienceError(f"no sample {sample_id!r} in this run")
         return hit
+
+    def _search(self, sample_id: str) -> tuple[int, int, str] | None:
+        if self._sorted is None:
+            return None
+        ids, key = self._sorted["ids"], sample_id.encode()
+        k = int(np.searchsorted(ids, key))
+        if k >= len(ids) or ids[k] != key:
+            return None
+        z = self._sorted
+        return int(z["shard"][k]), int(z["row"][k]), bytes(z["path"][k]).decode()
 
     def _map_array(self, method: str, shard: int) -> np.ndarray:
         key = (method, shard)

@@ -17,9 +17,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from salience.store.layout import (
+    INDEX,
     PARTIAL,
+    complete_shards,
     map_file,
     part_name,
     remove_tree,
@@ -112,6 +115,28 @@ class ShardWriter:
         write_parquet(stats_file(self.run, shard), to_table(merged, self.stats_schema))
         write_parquet(samples_file(self.run, shard), to_table(samples, self.samples_schema))
         remove_tree(self._partial_dir(shard))
+
+    def write_index(self) -> None:
+        """``index.npz``: the sample ids of the shards complete now, sorted, with their shard,
+        row and path, so that a reader finds one image without scanning every shard. Derived
+        from the samples files (which stay the truth) and rewritten, never appended."""
+        shards = complete_shards(self.run)
+        cols = ["sample_id", "shard", "row", "path"]
+        parts = [pq.read_table(samples_file(self.run, s), columns=cols) for s in shards]
+        table = pa.concat_tables(parts) if parts else self.samples_schema.empty_table()
+        ids = np.array([i.encode() for i in table.column("sample_id").to_pylist()], dtype="S")
+        order = np.argsort(ids, kind="stable")
+        paths = [p.encode() for p in table.column("path").to_pylist()]
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            ids=ids[order],
+            shard=table.column("shard").to_numpy().astype(np.int32)[order],
+            row=table.column("row").to_numpy().astype(np.int32)[order],
+            path=np.array(paths, dtype="S")[order],
+            shards=np.array(shards, dtype=np.int64),
+        )
+        write_bytes(self.run / INDEX, buf.getvalue())
 
     # -- partial batches ---------------------------------------------------------------------
     def _partial_dir(self, shard: int) -> Path:
