@@ -12,14 +12,12 @@ and a stable order with missing values last.
 
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import pandas as pd
 
 from salience.errors import SalienceError
-from salience.server.registry import RunEntry, RunRegistry
-from salience.server.summaries import stats, summary
+from salience.server.registry import RunEntry
+from salience.server.summaries import stats
 from salience.store import Run, SampleFilter
 
 
@@ -86,6 +84,24 @@ def select(entry: RunEntry, f: SampleFilter, method: str | None) -> np.ndarray:
     return np.flatnonzero(keep)
 
 
+def order(entry: RunEntry, method: str | None, sort: str, descending: bool) -> np.ndarray:
+    """Row positions of :func:`table` sorted by ``sort`` (missing last, ties in dataset order),
+    computed once per key so that a filtered page costs a mask, not a sort."""
+
+    def make(run: Run) -> np.ndarray:
+        t = table(entry, method)
+        if sort not in t.columns:
+            raise SalienceError(f"cannot sort by {sort!r}: not a column")
+        column = t[sort]
+        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            key = column.to_numpy(dtype=float, na_value=np.nan)
+            return np.argsort(-key if descending else key, kind="stable")
+        ranks = column.rank(method="first", ascending=not descending)
+        return np.argsort(ranks.fillna(np.inf).to_numpy(), kind="stable")
+
+    return entry.cached(f"order:{method}:{sort}:{descending}", make)
+
+
 def page(
     entry: RunEntry,
     f: SampleFilter,
@@ -99,25 +115,10 @@ def page(
     t = table(entry, method)
     rows = select(entry, f, method)
     if sort is not None:
-        if sort not in t.columns:
-            raise SalienceError(f"cannot sort by {sort!r}: not a column")
-        column = t[sort]
-        if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-            key = column.to_numpy(dtype=float, na_value=np.nan)[rows]
-            order = np.argsort(-key if descending else key, kind="stable")
-        else:
-            ranks = column.iloc[rows].rank(method="first", ascending=not descending)
-            order = np.argsort(ranks.fillna(np.inf).to_numpy(), kind="stable")
-        rows = rows[order]
+        ranked = order(entry, method, sort, descending)
+        if len(rows) < len(t):
+            keep = np.zeros(len(t), dtype=bool)
+            keep[rows] = True
+            ranked = ranked[keep[ranked]]
+        rows = ranked
     return t.iloc[rows[offset : offset + limit]], len(rows)
-
-
-def warm(registry: RunRegistry) -> None:
-    """Load every run's tables now, so that the first page of a big run opens at once."""
-    for entry in registry.entries.values():
-        try:
-            summary(entry)
-            for method in entry.run.methods:
-                table(entry, method)
-        except Exception:  # a broken run reports its error when it is opened
-            logging.getLogger("salience.server").exception("could not preload %s", entry.id)

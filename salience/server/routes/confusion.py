@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends
 
 from salience.errors import SalienceError
 from salience.server import schemas
+from salience.server.query import table
 from salience.server.registry import RunEntry, get_entry
 from salience.server.routes.samples import pick_method
-from salience.server.summaries import finite, stat_names, stats
+from salience.server.summaries import finite, stat_names
 from salience.store import Run
 
 router = APIRouter(prefix="/api/runs/{run_id}", tags=["confusion"])
@@ -30,6 +31,12 @@ def confusion(
                 f"unknown statistic {stat!r}; choose one of: {', '.join(stat_names(entry))}"
             )
         method = pick_method(entry, method)
+
+    return matrix(entry, stat, method)
+
+
+def matrix(entry: RunEntry, stat: str | None, method: str | None) -> schemas.ConfusionMatrix:
+    """The (cached) matrix, with each cell's mean ``stat`` of ``method`` when both are given."""
 
     def make(run: Run) -> schemas.ConfusionMatrix:
         cm = run.confusion_matrix()
@@ -65,7 +72,6 @@ def confusion(
 
 
 def _cell_means(entry: RunEntry, stat: str, method: str) -> dict[tuple[str, str], float | None]:
-    samples = entry.samples()[["sample_id", "label", "pred"]].dropna()
-    joined = samples.join(stats(entry, method)[stat], on="sample_id")
-    means = joined.groupby(["label", "pred"], observed=True)[stat].mean()
+    rows = table(entry, method)
+    means = rows.groupby(["label", "pred"], observed=True, sort=False)[stat].mean()
     return {(str(k[0]), str(k[1])): finite(v) for k, v in means.items()}  # type: ignore[index]
