@@ -7,8 +7,9 @@ that measurement alone):
 - **salience**: ``salience.explain`` over the images in batches of ``--batch``;
 - **peer**: the same method in Captum or pytorch-grad-cam at that library's best settings
   (batched, internal batch sizes set), where the method exists there;
-- **floor**: a plain batched loop of only the passes the method needs (e.g. 50 x fwd+bwd for
-  Integrated Gradients), with no attribution bookkeeping; salience / floor shows overhead.
+- **floor**: a plain batched loop of only the passes the method needs, with frozen weights and
+  no attribution bookkeeping (e.g. Integrated Gradients: 50 fwd+bwd rows per image, 16 rows
+  per pass; perturbations: forward-only, 64 rows per pass); salience / floor shows overhead.
 
 All three explain the same fixed target classes (the model's predictions, computed once).
 Methods with hundreds of passes per image (Score-CAM, Ablation-CAM, occlusion, RISE, Kernel
@@ -40,6 +41,7 @@ from torch import nn
 
 HEAVY_PASSES = 100  # passes per image from which --heavy-images applies
 FORWARD_ROWS = 64  # rows per forward pass for perturbation floors and peers
+BACKWARD_ROWS = 16  # rows per fwd+bwd pass for multi-pass gradient floors
 LAYER = "layer4"  # the CAM layer for every implementation (salience's automatic choice too)
 
 Step = Callable[[nn.Module, torch.Tensor, torch.Tensor], None]
@@ -192,6 +194,19 @@ def _perturbed_rows(rows: int) -> Impl:
     return loop
 
 
+def _gradient_rows(rows: int) -> Impl:
+    """``rows`` fwd+bwd rows per image (e.g. IG steps), ``BACKWARD_ROWS`` rows per pass."""
+
+    def loop(m: nn.Module, x: torch.Tensor, t: torch.Tensor, b: int) -> None:
+        for i in range(0, len(x), b):
+            xs = x[i : i + b].repeat_interleave(rows, 0)
+            ts = t[i : i + b].repeat_interleave(rows, 0)
+            for start in range(0, len(xs), BACKWARD_ROWS):
+                _grad_pass(m, xs[start : start + BACKWARD_ROWS], ts[start : start + BACKWARD_ROWS])
+
+    return loop
+
+
 def floor(name: str, passes: int) -> Impl | None:
     """A plain loop of the passes ``name`` needs, or None when there is no fair one."""
     family = _family(name)
@@ -200,8 +215,8 @@ def floor(name: str, passes: int) -> Impl | None:
     if family == "cam" and passes == 1:
         return _batched(_cam_pass)
     if family == "gradient":
-        return _batched(_grad_pass, passes)
-    if passes >= HEAVY_PASSES:
+        return _batched(_grad_pass, passes) if passes <= 2 else _gradient_rows(passes)
+    if family == "perturbation" or passes >= HEAVY_PASSES:
         return _perturbed_rows(passes)
     return None
 
