@@ -189,6 +189,17 @@ def test_two_runs_side_by_side(
     assert sorted(shown) == sorted(Run.open(runs[0]).methods * 2)  # every method, both runs
     page.locator("[data-testid=sample-detail]").screenshot(path=str(out_dir / "2-pair.png"))
     page.keyboard.press("Escape")
+    same = a.index[(a.pred == b.pred)][0]  # any image, not only flipped ones
+    page.goto(server + f"#/samples?run=v1&method=gradcam&sample={same}")
+    page.click("[data-testid=compare-link]")
+    page.wait_for_function(
+        f"() => location.hash.startsWith('#/compare') && location.hash.includes('{same}')"
+    )
+    page.wait_for_selector(f"[data-testid=sample-detail][data-sample-id='{same}']")
+    assert len(overlays_loaded(page, "[data-testid=sample-detail]")) == 2 * len(
+        Run.open(runs[0]).methods
+    )
+    page.keyboard.press("Escape")
     page.select_option("[data-testid=run-select]", "v2")
     page.wait_for_function("() => location.hash.includes('run=v2')")
     page.click("nav.tabs a[data-view=overview]")

@@ -53,7 +53,7 @@ export function render(main, ctx) {
     const at = ids.indexOf(id);
     const nav = (k) => (at >= 0 && ids[at + k] !== undefined ? () => go("compare", { ...c.params, sample: ids[at + k] }) : null);
     const close = () => { const { sample, ...rest } = c.params; go("compare", rest); };
-    pairDetail(c, b, id, flipItems[at], { prev: nav(-1), next: nav(1), close });
+    pairDetail(c, b, id, { prev: nav(-1), next: nav(1), close });
   }
   return { update };
 }
@@ -124,13 +124,20 @@ function flipCards(ctx, b, f) {
         h("div", { class: "line2" }, h("span", {}, `A: ${x.pred_a} (${fix(x.confidence_a, 2)})`), h("span", {}, `B: ${x.pred_b} (${fix(x.confidence_b, 2)})`))))));
 }
 
-function pairDetail(ctx, b, sampleId, flip, nav) {
+function pairDetail(ctx, b, sampleId, nav) {
   const { run, app } = ctx;
   const runB = app.byId[b];
   const methods = run.methods.filter((m) => runB.methods.includes(m));
   const row = (who, runId) => h("div", { class: "pair-row" }, h("div", { class: "who" }, who),
     methods.map((m) => h("div", { class: "method-tile" }, shot(runId, sampleId, m, { size: 256, lazy: false, signed: run.signed.includes(m) }), h("div", { class: "name" }, m))));
-  const facts = flip ? h("p", {}, `True ${flip.label}. A predicted ${flip.pred_a} (${pct(flip.confidence_a)}); B predicted ${flip.pred_b} (${pct(flip.confidence_b)}).`) : null;
+  const facts = h("p", { class: "muted" }, "Loading predictions…");
   const content = modal(sampleId, nav, facts, row(`A · ${run.name}`, run.id), row(`B · ${runB.name}`, b));
-  if (flip) content.parentElement.querySelector("header .title").textContent = flip.path;
+  const path = (id) => id.split("/").map(enc).join("/");
+  Promise.all([api(`api/runs/${enc(run.id)}/samples/${path(sampleId)}`), api(`api/runs/${enc(b)}/samples/${path(sampleId)}`)])
+    .then(([da, db]) => {
+      content.parentElement.querySelector("header .title").textContent = da.path;
+      facts.className = "";
+      facts.replaceChildren(`True ${da.label}. A predicted ${da.pred} (${pct(da.confidence)}); B predicted ${db.pred} (${pct(db.confidence)}).`);
+    })
+    .catch((err) => facts.replaceChildren(errorBox(err)));
 }

@@ -1,6 +1,6 @@
 // Image detail (modal): the image with the chosen overlay and mask outlines, every method side
 // by side, top-k probabilities, region masses per method and the per-image statistics.
-import { api, enc, errorBox, fix, h, legend, pct, shot } from "./util.js";
+import { api, enc, errorBox, fix, go, h, legend, pct, shot } from "./util.js";
 
 const charts = [];
 const PALETTE = ["#2458d6", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#7a8699", "#f0e442"];
@@ -75,7 +75,9 @@ function body(run, params, app, d) {
     h("dt", {}, "Loss"), h("dd", { class: "num" }, fix(d.loss)),
     d.split ? [h("dt", {}, "Split"), h("dd", {}, d.split)] : null,
     Object.entries(d.meta).map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
-    h("dt", {}, "File"), h("dd", { class: "mono" }, h("a", { href: `api/runs/${enc(run.id)}/files/${d.path.split("/").map(enc).join("/")}`, target: "_blank", rel: "noopener" }, d.path)));
+    h("dt", {}, "File"), h("dd", { class: "mono" }, h("a", { href: `api/runs/${enc(run.id)}/files/${d.path.split("/").map(enc).join("/")}`, target: "_blank", rel: "noopener" }, d.path)),
+    app.runs.length > 1 ? [h("dt", {}, "Other runs"), h("dd", {}, h("a", { href: "#", "data-testid": "compare-link",
+      onclick: (e) => { e.preventDefault(); go("compare", { run: run.id, method, sample: d.sample_id }); } }, "this image's maps in two runs side by side"))] : null);
   const regionKeys = showOutline ? h("div", { class: "region-keys" }, "Mask outlines:",
     Object.entries(d.region_colors).map(([name, color]) => h("span", {}, h("i", { style: { background: color } }), name)),
     h("label", {}, h("input", { type: "checkbox", checked: true, onchange: (e) => big.querySelector(".outline").style.display = e.target.checked ? "" : "none" }), " show")) : null;

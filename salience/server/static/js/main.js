@@ -39,6 +39,11 @@ async function start() {
     localStorage.setItem("salience.opacity", e.target.value);
   });
   document.addEventListener("keydown", (e) => {
+    const dialog = document.querySelector("[data-testid=sample-detail]");
+    if (dialog && (e.key === "ArrowLeft" || e.key === "ArrowRight")) {
+      const button = dialog.querySelector(`header button[aria-label="${e.key === "ArrowLeft" ? "Previous" : "Next"} image"]`);
+      if (button && !button.disabled) button.click();
+    }
     if (e.key === "Escape" && document.querySelector(".modal-back")) {
       const { view, params } = readHash();
       const { sample, ...rest } = params;
