@@ -219,7 +219,7 @@ def test_class_lookup_by_index_and_name() -> None:
         loaded.class_index(1000)
 
 
-def test_imagenet_class_names_are_unique_and_match_the_sample_labels() -> None:
+def test_imagenet_class_names_are_unique_and_match_torchvision() -> None:
     names = imagenet_classes()
     assert len(names) == len(set(names)) == 1000
     assert names == torchvision.models.ResNet18_Weights.DEFAULT.meta["categories"]
