@@ -188,3 +188,16 @@ def test_region_map_wrong_size_is_a_warning(tmp_path: Path) -> None:
     assert regions is None and warning is not None and warning.startswith("mask size")
     regions, warning = region_map(tmp_path, item, (5, 5), {"background": 0, "head": 1})
     assert warning is None and regions is not None and (regions == 1).all()
+
+
+def test_manifest_with_a_separate_data_root(tmp_path: Path) -> None:
+    png(tmp_path / "images" / "c" / "a.png")
+    (tmp_path / "lists").mkdir()
+    pd.DataFrame({"path": ["c/a.png", "../lists/x.png"], "label": ["c", "c"]}).to_csv(
+        tmp_path / "lists" / "m.csv", index=False
+    )
+    ds = read_dataset(tmp_path / "lists" / "m.csv", root=tmp_path / "images")
+    assert ds.root == (tmp_path / "images").resolve()
+    assert ds.items[0].error is None and ds.items[1].error is not None
+    with pytest.raises(SalienceError, match="only for manifests"):
+        read_dataset(tmp_path / "images", root=tmp_path)

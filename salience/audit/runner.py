@@ -95,15 +95,20 @@ def audit(
     top_k: int = 5,
     ground_truth: Sequence[str] | None = None,
     progress: Callable[[Progress], None] | None = None,
+    root: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Audit ``model`` on ``data`` into the run folder ``out``; returns the summary.
 
     Rerunning the same call resumes an interrupted run. A shard holds at most ``shard_size``
     images and at most 256 MB of maps (large map sizes get smaller shards). ``ground_truth``
     names the mask regions that count as the object for Shared Interest (default: all
-    annotated regions).
+    annotated regions). ``root`` is the data root of a manifest (default: its folder).
     """
-    dataset = data if isinstance(data, Dataset) else read_dataset(Path(data))
+    dataset = (
+        data
+        if isinstance(data, Dataset)
+        else read_dataset(Path(data), None if root is None else Path(root))
+    )
     dev = resolve_device(device)
     built, params = build_methods(list(methods), model.cam_layer)
     size = parse_map_size(map_size)

@@ -47,6 +47,14 @@ def audit(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Run folder; rerun to resume.", show_default=False)
     ],
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Data root a manifest's paths are relative to (default: the "
+            "manifest's folder); paths outside it are refused.",
+            show_default=False,
+        ),
+    ] = None,
     method: Annotated[
         list[str] | None,
         typer.Option(
@@ -135,6 +143,7 @@ def audit(
             top_k=top_k,
             ground_truth=ground_truth,
             progress=report,
+            root=root,
         )
     if json_out:
         print_json(summary)

@@ -35,8 +35,11 @@ RESERVED = ("mask", "legend", "boxes", "split")
 LEGEND_NAMES = ("regions.json", "legend.json")
 
 
-def read_manifest(path: Path) -> Dataset:
-    """Items of a manifest, in row order; bad rows become items with an error or a warning."""
+def read_manifest(path: Path, root: Path | None = None) -> Dataset:
+    """Items of a manifest, in row order; bad rows become items with an error or a warning.
+
+    Paths are relative to ``root`` (default: the manifest's folder); none may leave it.
+    """
     path = path.resolve()
     frame = _read_table(path)
     cols = {c.lower().strip(): c for c in frame.columns}
@@ -48,7 +51,11 @@ def read_manifest(path: Path) -> Dataset:
     label_col = next((cols[c] for c in LABEL_COLUMNS if c in cols), None)
     used = {path_col, label_col, *(cols[c] for c in RESERVED if c in cols)}
     meta_cols = [c for c in frame.columns if c not in used]
-    root = path.parent
+    if root is None:
+        root = path.parent
+    elif not root.is_dir():
+        raise SalienceError(f"data root {str(root)!r} is not a folder")
+    root = root.resolve()
     default_legend = next(
         (load_legend_file(root / n) for n in LEGEND_NAMES if (root / n).is_file()), None
     )
