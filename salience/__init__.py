@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from salience import metrics
 from salience.errors import SalienceError
 from salience.methods import explain, get_method, list_methods
 from salience.models import LoadedModel, load_model
@@ -18,4 +19,5 @@ __all__ = [
     "get_method",
     "list_methods",
     "load_model",
+    "metrics",
 ]

@@ -9,6 +9,9 @@ standard deviation. Everything here works on a deep copy; the user's model is ne
 
 from __future__ import annotations
 
+import copy
+import io
+
 import torch
 from torch import nn
 
@@ -16,11 +19,29 @@ from salience._guard import Hooks
 from salience.errors import SalienceError
 
 
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy to randomize (TorchScript through a save/load round trip: a deep-copied
+    ScriptModule's parameters are not leaves, so their gradient flags cannot be set)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        buffer = io.BytesIO()
+        torch.jit.save(model, buffer)
+        buffer.seek(0)
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+        loaded: nn.Module = torch.jit.load(buffer, map_location=device)
+        return loaded.train(model.training)
+    return copy.deepcopy(model)
+
+
 def parameter_layers(model: nn.Module, x: torch.Tensor) -> list[tuple[str, nn.Module]]:
     """``(name, module)`` of every module with its own parameters, in the order their forward
-    passes start."""
+    passes start (TorchScript modules take no hooks: there, the order of definition)."""
     names = {id(m): n for n, m in model.named_modules()}
     owners = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    if isinstance(model, torch.jit.ScriptModule):  # no hooks: the order of definition
+        if not owners:
+            raise SalienceError("the model has no layers with parameters to randomize")
+        return [(names[id(m)] or type(m).__name__, m) for m in owners]
     seen: list[nn.Module] = []
 
     def record(m: nn.Module, _i: object) -> None:

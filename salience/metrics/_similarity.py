@@ -14,8 +14,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from skimage.feature import hog
-from skimage.metrics import structural_similarity
 
 from salience.errors import SalienceError
 
@@ -70,6 +68,8 @@ def _per_image(fn: Callable[[np.ndarray, np.ndarray], float]) -> Callable[..., t
 
 
 def _ssim(p: np.ndarray, q: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity  # imported on use: slow to import
+
     if np.array_equal(p, q):
         return 1.0
     side = min(p.shape)
@@ -85,6 +85,8 @@ def _ssim(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def _hog_features(m: np.ndarray) -> np.ndarray:
+    from skimage.feature import hog
+
     cell = max(2, min(16, min(m.shape) // 2))
     return np.asarray(hog(m, pixels_per_cell=(cell, cell), cells_per_block=(1, 1)))
 

@@ -17,7 +17,6 @@ every stage, so the ``random`` control scores near 0 and ``constant`` scores 1 (
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -34,7 +33,14 @@ from salience.metrics._common import (
     predict,
     resolve_classes,
 )
-from salience.metrics._layers import groups, parameter_layers, reinitialize, restore, snapshot
+from salience.metrics._layers import (
+    copy_model,
+    groups,
+    parameter_layers,
+    reinitialize,
+    restore,
+    snapshot,
+)
 from salience.metrics._registry import register_metric, seeded
 from salience.metrics._result import Outcome
 from salience.metrics._similarity import SIMILARITIES
@@ -84,7 +90,7 @@ def model_randomization(
     names = _check_similarities([similarity, *extra_similarities])
     x = x.detach()
     explain = explainer(method, method_params, output)
-    work = copy.deepcopy(model)
+    work = copy_model(model)
     with model_guard(model):
         classes = resolve_classes(model, x, target, output)
         with seeded(seed):

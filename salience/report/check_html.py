@@ -1,0 +1,249 @@
+"""The self-contained ``report.html`` of ``salience check``: tables, verdicts and plots embedded
+as base64 PNG (matplotlib's Agg canvas, no pyplot state), no external resources."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+GOOD, BAD, GREY = "#1b7837", "#b2182b", "#777777"
+CONTROL_STYLE = {"random": ("#999999", "--"), "constant": ("#bbbbbb", ":")}
+COLUMNS = (
+    ("randomization_similarity", "randomization similarity", "lower"),
+    ("deletion_auc", "deletion AUC", "lower"),
+    ("insertion_auc", "insertion AUC", "higher"),
+    ("road_morf", "ROAD MoRF", "lower"),
+    ("road_lerf", "ROAD LeRF", "higher"),
+    ("max_sensitivity", "max-sensitivity", "lower"),
+    ("sparseness", "sparseness", "higher"),
+    ("ms_per_image", "ms / image", "lower"),
+)
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1180px; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 1em 0; }
+td, th { padding: 4px 8px; border-bottom: 1px solid #eee; text-align: right; }
+td:first-child, th:first-child, td.text { text-align: left; }
+tr.control { color: #777; font-style: italic; }
+.verdict { padding: 0.6em 1em; border-left: 5px solid; margin: 0.8em 0; background: #fafafa; }
+.trusted { border-color: #1b7837; } .untrusted { border-color: #b2182b; }
+.control-v { border-color: #999; } .note { color: #555; } img { max-width: 100%; }
+code { background: #f4f4f4; padding: 0 3px; }
+"""
+
+
+def _png(fig: Figure) -> str:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(fig: Figure, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="{_png(fig)}">'
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:.0f}"
+    return html.escape(str(value))
+
+
+def _controls_ref(
+    ax: Axes, controls: dict[str, Any], x: Sequence[float], key: str, sub: str | None = None
+) -> None:
+    for name, entry in controls.items():
+        values = entry["curves"][key] if sub is None else entry["randomization"][key]
+        if not values:
+            continue
+        color, style = CONTROL_STYLE.get(name, (GREY, "-."))
+        ax.plot(x[: len(values)], values, style, color=color, label=f"{name} (control)")
+
+
+def _randomization(ax: Axes, entry: dict[str, Any], controls: dict[str, Any]) -> None:
+    r = entry["randomization"]
+    stages = list(range(1, len(r["layers"]) + 1))
+    ax.plot(stages, r["spearman_abs"], "o-", color="#2166ac", label="Spearman |map|")
+    for key, color in (("spearman", "#67a9cf"), ("ssim", "#ef8a62"), ("hog", "#999933")):
+        if key in r:
+            ax.plot(
+                stages,
+                r[key],
+                ".-",
+                color=color,
+                alpha=0.8,
+                label=key.upper() if key != "spearman" else "Spearman (signed)",
+            )
+    for name, c in controls.items():
+        color, style = CONTROL_STYLE.get(name, (GREY, "-."))
+        ax.plot(
+            stages,
+            c["randomization"]["spearman_abs"],
+            style,
+            color=color,
+            label=f"{name} (control)",
+        )
+    ax.set_xticks(stages)
+    ax.set_xticklabels([_short(n) for n in r["layers"]], rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(-0.3, 1.05)
+    ax.set_ylabel("similarity to the original map")
+    ax.set_title("cascading randomization (logits first)")
+    ax.legend(fontsize=7)
+
+
+def _short(name: str, width: int = 22) -> str:
+    return name if len(name) <= width else "…" + name[-width + 1 :]
+
+
+def _faithfulness(ax: Axes, entry: dict[str, Any], controls: dict[str, Any]) -> None:
+    c = entry["curves"]
+    ax.plot(c["fraction"], c["deletion"], color=BAD, label="deletion")
+    ax.plot(c["fraction"], c["insertion"], color=GOOD, label="insertion")
+    random = controls.get("random")
+    if random is not None:
+        rc = random["curves"]
+        ax.plot(rc["fraction"], rc["deletion"], "--", color=BAD, alpha=0.5, label="random: del.")
+        ax.plot(rc["fraction"], rc["insertion"], "--", color=GOOD, alpha=0.5, label="random: ins.")
+    ax.set_xlabel("fraction of pixels replaced (most salient first)")
+    ax.set_ylabel("probability of the predicted class")
+    ax.set_title(
+        f"deletion {_fmt(entry['deletion_auc'])}, insertion {_fmt(entry['insertion_auc'])}"
+    )
+    ax.legend(fontsize=7)
+
+
+def _road(ax: Axes, entry: dict[str, Any], controls: dict[str, Any]) -> None:
+    c = entry["curves"]
+    ax.plot(c["road_fraction"], c["road_morf"], "o-", color=BAD, label="MoRF")
+    ax.plot(c["road_fraction"], c["road_lerf"], "o-", color=GOOD, label="LeRF")
+    random = controls.get("random")
+    if random is not None:
+        rc = random["curves"]
+        ax.plot(
+            rc["road_fraction"], rc["road_morf"], "--", color=BAD, alpha=0.5, label="random: MoRF"
+        )
+        ax.plot(
+            rc["road_fraction"], rc["road_lerf"], "--", color=GOOD, alpha=0.5, label="random: LeRF"
+        )
+    ax.set_xlabel("fraction imputed (noisy linear imputation)")
+    ax.set_ylabel("probability of the predicted class")
+    ax.set_title(f"ROAD: MoRF {_fmt(entry['road_morf'])}, LeRF {_fmt(entry['road_lerf'])}")
+    ax.legend(fontsize=7)
+
+
+def _method_figure(entry: dict[str, Any], controls: dict[str, Any]) -> Figure:
+    fig = Figure(figsize=(15, 4.2))
+    axes = fig.subplots(1, 3)
+    _randomization(axes[0], entry, controls)
+    _faithfulness(axes[1], entry, controls)
+    _road(axes[2], entry, controls)
+    fig.tight_layout()
+    return fig
+
+
+def _overview_figure(entries: dict[str, dict[str, Any]]) -> Figure:
+    fig = Figure(figsize=(15, 3.6))
+    axes = fig.subplots(1, 3)
+    names = list(entries)
+    colors = [GREY if e["control"] else (GOOD if e["trusted"] else BAD) for e in entries.values()]
+    panels = (
+        ("max_sensitivity", "robustness: max-sensitivity (lower is better)"),
+        ("sparseness", "complexity: sparseness, Gini (higher is sparser)"),
+        ("ms_per_image", "cost: ms per image"),
+    )
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        values = [e[key] if e[key] is not None else 0.0 for e in entries.values()]
+        bars = ax.barh(names, values, color=colors)
+        ax.bar_label(bars, labels=[_fmt(e[key]) for e in entries.values()], fontsize=7, padding=2)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(axis="y", labelsize=8)
+        ax.margins(x=0.2)
+    fig.tight_layout()
+    return fig
+
+
+def _table(entries: dict[str, dict[str, Any]]) -> str:
+    head = "".join(
+        f"<th>{html.escape(label)}<br><small>{d} is better</small></th>" for _, label, d in COLUMNS
+    )
+    rows = []
+    for name, e in entries.items():
+        cls = ' class="control"' if e["control"] else ""
+        trusted = "control" if e["control"] else _fmt(e["trusted"])
+        cells = "".join(f"<td>{_fmt(e[k])}</td>" for k, _, _ in COLUMNS)
+        rows.append(f"<tr{cls}><td>{html.escape(name)}</td><td>{trusted}</td>{cells}</tr>")
+    return f"<table><tr><th>method</th><th>trusted</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def render(report: dict[str, Any]) -> str:
+    """The HTML page for a ``salience check`` report (the ``report.json`` payload)."""
+    methods: dict[str, dict[str, Any]] = report["methods"]
+    controls: dict[str, dict[str, Any]] = report.get("controls", {})
+    everything = {**methods, **controls}
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>salience check: {html.escape(str(report['model']))}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>Can these saliency maps be trusted for <code>{html.escape(str(report['model']))}"
+        f"</code>?</h1>",
+        f"<p>{report['samples']} images on {html.escape(str(report.get('device', '')))}. "
+        "Maps explain the class the model predicts. Controls: <code>random</code> (noise) and "
+        "<code>constant</code> (a flat map) are reference lines every method must beat.</p>",
+        "<h2>Verdicts</h2>",
+    ]
+    for name, e in methods.items():
+        cls = "trusted" if e["trusted"] else "untrusted"
+        parts.append(
+            f"<div class='verdict {cls}' data-method='{html.escape(name)}'>"
+            f"{html.escape(e['verdict'])}</div>"
+        )
+    parts += [
+        "<h2>Summary</h2>",
+        _table(everything),
+        _img(_overview_figure(everything), "robustness, complexity and cost per method"),
+        f"<p class='note'>{html.escape(report.get('caveat', ''))}</p>",
+    ]
+    for name, e in methods.items():
+        parts += [
+            f"<h2 id='{html.escape(name)}'>{html.escape(name)}</h2>",
+            f"<div class='verdict {'trusted' if e['trusted'] else 'untrusted'}'>"
+            f"{html.escape(e['verdict'])}</div>",
+            _img(_method_figure(e, controls), f"{name}: randomization, deletion/insertion, ROAD"),
+            "<p class='note'>randomization similarity after full randomization "
+            f"{_fmt(e['randomization_similarity'])}; insertion minus deletion "
+            f"{_fmt(e['insertion_minus_deletion'])}; ROAD LeRF minus MoRF "
+            f"{_fmt(e['road_lerf_minus_morf'])}; max-sensitivity {_fmt(e['max_sensitivity'])}; "
+            f"sparseness {_fmt(e['sparseness'])}; complexity {_fmt(e['complexity'])}; "
+            f"{_fmt(e['ms_per_image'])} ms per image.</p>",
+        ]
+    config = report.get("config", {})
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td class='text'>{_fmt(v)}</td></tr>"
+        for k, v in config.items()
+    )
+    parts += ["<h2>Settings</h2>", f"<table>{rows}</table>", "</body></html>"]
+    return "\n".join(parts)
+
+
+def write_check_html(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write :func:`render` to ``path`` atomically."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(render(report), encoding="utf-8")
+    tmp.replace(out)
+    return out

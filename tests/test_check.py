@@ -1,0 +1,205 @@
+"""``salience check``: the report keys, the controls, the verdict rules, the HTML page and the
+command line on a tiny TorchScript model and a folder of generated images."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from typer.testing import CliRunner
+
+from salience.checking import CheckConfig, judge, run_check, units
+from salience.cli import app
+from salience.report.check_html import render
+
+DESIGN_KEYS = {
+    "randomization_similarity",
+    "deletion_auc",
+    "insertion_auc",
+    "road_morf",
+    "road_lerf",
+    "max_sensitivity",
+    "sparseness",
+    "ms_per_image",
+    "trusted",
+    "verdict",
+}
+FAST = CheckConfig(steps=6, road_percentages=(0.2, 0.6), layers=2, sensitivity_samples=2)
+
+
+class Spot(nn.Module):
+    """A small CNN whose class 0 logit grows with the brightness of the image centre."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+        with torch.no_grad():
+            self.conv.weight.fill_(0.1)
+            self.conv.bias.zero_()
+            self.fc.weight.copy_(torch.tensor([[0.3] * 4, [0.0] * 4, [-0.3] * 4]))
+            self.fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv(x))
+        centre = h[:, :, 6:10, 6:10].mean((2, 3))
+        return self.fc(centre)
+
+
+def test_report_has_the_design_keys_and_calibrated_controls() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 16, 16)
+    report = run_check(Spot(), x, ["gradient", "gradcam"], config=FAST, model_name="spot")
+    assert report["model"] == "spot" and report["samples"] == 3
+    assert set(report["methods"]) == {"gradient", "gradcam"}
+    assert set(report["controls"]) == {"random", "constant"}
+    for entry in [*report["methods"].values(), *report["controls"].values()]:
+        assert set(entry) >= DESIGN_KEYS
+        assert isinstance(entry["trusted"], bool) and isinstance(entry["verdict"], str)
+        assert entry["ms_per_image"] >= 0
+    assert report["controls"]["constant"]["randomization_similarity"] == 1.0
+    assert abs(report["controls"]["random"]["randomization_similarity"]) < 0.3
+    assert report["controls"]["constant"]["sparseness"] == 0.0
+    assert len(report["methods"]["gradient"]["randomization"]["spearman_abs"]) == 2
+    assert report["config"]["steps"] == 6
+    json.dumps(report)  # JSON-ready: no tensors, no NaN
+
+
+def test_the_maps_of_a_faithful_method_beat_the_random_control() -> None:
+    torch.manual_seed(0)
+    x = 0.2 * torch.rand(4, 3, 16, 16)
+    x[:, :, 5:11, 5:11] += 0.8  # a bright centre: imputing it from its dark surroundings
+    report = run_check(Spot(), x, ["gradient"], config=FAST)
+    g, r = report["methods"]["gradient"], report["controls"]["random"]
+    # the gradient is non-zero only around the centre the model reads
+    assert g["insertion_minus_deletion"] > r["insertion_minus_deletion"] + 0.1
+    assert g["road_lerf_minus_morf"] > r["road_lerf_minus_morf"] + 0.1
+
+
+def entry(sim: float, gap: float, road: float, sens: float = 0.1) -> dict[str, object]:
+    return {
+        "control": False,
+        "randomization_similarity": sim,
+        "insertion_minus_deletion": gap,
+        "road_lerf_minus_morf": road,
+        "max_sensitivity": sens,
+        "verdict": "",
+        "trusted": False,
+    }
+
+
+def test_verdicts_follow_the_rules() -> None:
+    random = entry(0.0, 0.05, 0.0)
+    cfg = CheckConfig()
+    stuck = entry(0.9, 0.4, 0.3)
+    judge(stuck, "guided_backprop", random, cfg)
+    assert not stuck["trusted"]
+    assert "barely change when the model's weights are randomized" in str(stuck["verdict"])
+    assert str(stuck["verdict"]).startswith("guided_backprop:")
+    unfaithful = entry(0.1, 0.07, 0.3)  # gap within the margin of random
+    judge(unfaithful, "m", random, cfg)
+    assert not unfaithful["trusted"] and "no more than a random ranking" in str(
+        unfaithful["verdict"]
+    )
+    good = entry(0.1, 0.3, 0.2, sens=2.0)
+    judge(good, "m", random, cfg)
+    assert good["trusted"] and "usable for this model" in str(good["verdict"])
+    assert "max-sensitivity 2.00" in str(good["verdict"])
+
+
+def test_html_report_is_self_contained() -> None:
+    torch.manual_seed(0)
+    report = run_check(Spot(), torch.rand(2, 3, 16, 16), ["gradient"], config=FAST)
+    page = render(report)
+    assert page.count("data:image/png;base64,") == 2  # overview + one method figure
+    assert not re.search(r"(src|href)=['\"]?(https?:|//)", page)
+    assert "data-method='gradient'" in page and "random" in page and "constant" in page
+    assert units(["gradient"]) == 3 * 7
+
+
+def write_images(folder: Path, count: int, size: int = 20) -> None:
+    rng = np.random.default_rng(0)
+    for k in range(count):
+        cls = folder / f"class{k % 2}"
+        cls.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 255, size=(size, size, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(cls / f"img{k}.png")
+
+
+@pytest.fixture
+def scripted(tmp_path: Path) -> Path:
+    path = tmp_path / "spot.pt"
+    torch.jit.script(Spot().eval()).save(str(path))
+    return path
+
+
+def test_cli_writes_report_json_and_html(tmp_path: Path, scripted: Path) -> None:
+    data = tmp_path / "data"
+    write_images(data, 5)
+    out = tmp_path / "out"
+    args = [
+        "check",
+        "--model",
+        str(scripted),
+        "--data",
+        str(data),
+        "--samples",
+        "3",
+        "--method",
+        "gradient",
+        "--method",
+        "integrated_gradients:steps=4",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--preprocess",
+        "unit:size=16,resize=16",
+        "--steps",
+        "4",
+        "--layers",
+        "0",
+        "--json",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["methods"]) == {"gradient", "integrated_gradients:steps=4"}
+    assert report["samples"] == 3 and len(report["images"]) == 3
+    assert report["config"]["layers"] is None  # one stage per layer: conv, fc
+    assert report["methods"]["gradient"]["randomization"]["layers"] == ["fc", "conv"]
+    assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
+    assert json.loads(result.stdout[result.stdout.index("{") :])["model"] == str(scripted)
+
+
+def test_cli_reads_a_flat_folder_and_reports_user_errors(tmp_path: Path, scripted: Path) -> None:
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.fromarray(np.zeros((16, 16, 3), dtype=np.uint8)).save(flat / "a.png")
+    base = [
+        "check",
+        "--model",
+        str(scripted),
+        "--data",
+        str(flat),
+        "--samples",
+        "1",
+        "--out",
+        str(tmp_path / "o"),
+        "--preprocess",
+        "unit:size=16,resize=16",
+        "--steps",
+        "2",
+        "--layers",
+        "1",
+    ]
+    ok = CliRunner().invoke(app, [*base, "--method", "gradient"])
+    assert ok.exit_code == 0, ok.output
+    bad = CliRunner().invoke(app, [*base, "--method", "no_such_method"])
+    assert bad.exit_code == 2 and "unknown method" in bad.output
