@@ -365,3 +365,38 @@ def test_serve_command_guards_and_opens(
     assert opened == ["http://127.0.0.1:0/"]
     bad = CliRunner().invoke(app, ["serve", str(runs[0].parent / "nope")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
+
+
+def test_a_run_without_masks_and_with_a_broken_image(tmp_path: Path) -> None:
+    from explorer_runs import Model, Net
+
+    from salience.audit import audit
+    from salience.report import write_report
+
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "data" / name / f"{i}.png")
+    (tmp_path / "data" / "dog" / "broken.png").write_bytes(b"not an image")
+    model = Model(Net(2).eval(), ["cat", "dog"], "tests:Net")
+    audit(model, tmp_path / "data", tmp_path / "run", ["gradcam"], map_size=32)
+    c = TestClient(create_app([tmp_path / "run"]))
+    summary = c.get("/api/runs/run").json()
+    assert summary["count"] == 7 and summary["errors"] == 1 and summary["regions"] == []
+    assert c.get("/api/runs/run/overview").status_code == 200
+    assert sum(x["count"] for x in c.get("/api/runs/run/confusion").json()["cells"]) == 6
+    failed = c.get("/api/runs/run/samples", params={"errors": True}).json()
+    assert failed["total"] == 1 and failed["items"][0]["error"]
+    sid = failed["items"][0]["sample_id"]
+    detail = c.get(f"/api/runs/run/samples/{sid}").json()
+    assert detail["error"] and detail["pred"] is None and not detail["has_mask"]
+    assert c.get(f"/api/runs/run/thumb/{sid}").status_code == 404
+    assert c.get(f"/api/runs/run/overlay/gradcam/{sid}").status_code == 404
+    assert c.get("/api/runs/run/samples", params={"sort": "share_head"}).status_code == 400
+    ok = c.get("/api/runs/run/samples", params={"correct": True, "limit": 1}).json()["items"]
+    if ok:
+        assert c.get(f"/api/runs/run/outline/{ok[0]['sample_id']}").status_code == 404
+    data = write_report(tmp_path / "run", tmp_path / "r.html")
+    assert data.embedded == 6 and data.regions is None

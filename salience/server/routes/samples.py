@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query
 
@@ -98,7 +99,7 @@ def sample_detail(entry: Entry, sample_id: str) -> schemas.SampleDetail:
     idx = r.get("topk_index")
     probs = r.get("topk_prob")
     topk = []
-    if idx is not None and probs is not None and not (isinstance(idx, float) and pd.isna(idx)):
+    if isinstance(idx, (list, tuple, np.ndarray)) and isinstance(probs, (list, tuple, np.ndarray)):
         for i, p in zip(list(idx), list(probs), strict=False):
             label = names[int(i)] if 0 <= int(i) < len(names) else str(i)
             topk.append(

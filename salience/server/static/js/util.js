@@ -150,9 +150,11 @@ export function sortableTable(columns, rows, { sortKey, desc = true, onRow, rowA
 export function shot(runId, sampleId, method, { size = 192, tag = null, outline = false, lazy = true, signed = false } = {}) {
   const base = `api/runs/${enc(runId)}`;
   return h("div", { class: "shot" + (method && signed ? " signed" : "") },
-    h("img", { class: "base", src: `${base}/thumb/${encPath(sampleId)}?size=${size}`, alt: sampleId, loading: lazy ? "lazy" : "eager" }),
+    h("img", { class: "base", src: `${base}/thumb/${encPath(sampleId)}?size=${size}`, alt: sampleId, loading: lazy ? "lazy" : "eager",
+      onerror: (e) => e.target.parentElement.classList.add("missing") }),
     method ? h("img", { class: "ov", src: `${base}/overlay/${enc(method)}/${encPath(sampleId)}?size=${size}`, alt: `${method} saliency`,
-      loading: lazy ? "lazy" : "eager", "data-testid": "saliency-overlay", "data-method": method }) : null,
+      loading: lazy ? "lazy" : "eager", "data-testid": "saliency-overlay", "data-method": method,
+      onerror: (e) => { e.target.style.display = "none"; } }) : null,
     outline ? h("img", { class: "outline", src: `${base}/outline/${encPath(sampleId)}?size=${size}`, alt: "region outlines" }) : null,
     tag ? h("span", { class: "tag" }, tag) : null);
 }
