@@ -33,6 +33,7 @@ ARGS = [
     "--disable-sync",
 ]
 LOADED = "els => els.length > 0 && els.every(e => e.complete && e.naturalWidth > 0)"
+CHARTED = "sel => !!(window.Chart && Chart.getChart(document.querySelector(sel)))"
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +125,8 @@ def test_drill_down_from_a_cell_to_every_methods_map(
     page.wait_for_selector("[data-testid=sample-detail]")
     methods = overlays_loaded(page, "[data-testid=sample-detail]")
     assert set(methods) == set(run.methods)
+    for canvas in ("#topk-chart", "#region-chart"):
+        page.wait_for_function(CHARTED, arg=canvas)
     page.set_viewport_size({"width": 1440, "height": 1700})  # the whole dialog in view
     page.wait_for_timeout(300)  # charts finish drawing
     page.locator("[data-testid=sample-detail]").screenshot(path=str(out_dir / "3-detail.png"))
@@ -180,6 +183,10 @@ def test_two_runs_side_by_side(
     page.goto(server + "#/compare?run=v1&method=gradcam")
     page.wait_for_selector("[data-testid=flip-card]")
     page.wait_for_selector("#per-class-chart")
+    page.wait_for_selector("[data-testid=map-comparison] .kpi")
+    page.wait_for_function(CHARTED, arg="#per-class-chart")
+    page.wait_for_timeout(300)  # the flips arrive after the chart: it must survive them
+    assert page.evaluate(CHARTED, "#per-class-chart")
     assert int(page.locator("[data-testid=flip-count]").inner_text().split()[0]) == changed
     overlays_loaded(page, "[data-testid=flip-card]")
     page.screenshot(path=str(out_dir / "1-compare.png"), full_page=True)

@@ -181,9 +181,6 @@ class CompareSummary(_Model):
     changed: int
     methods: list[str] = Field(description="methods computed in both runs")
     per_class: list[ClassChange]
-    region_shift: dict[str, float | None] = Field(
-        description="mean share per region, b minus a, for the first common method"
-    )
 
 
 class Flip(_Model):
@@ -209,3 +206,34 @@ class Colormap(_Model):
     name: str
     signed: bool
     stops: list[str] = Field(description="CSS colours from low to high, for legends")
+
+
+class NoiseFloor(_Model):
+    kind: str
+    region_shift: dict[str, float | None]
+    similarity: dict[str, float | None]
+
+
+class Listed(_Model):
+    count: int
+    share: float | None = None
+    sample_ids: list[str]
+
+
+class ClassMapChange(_Model):
+    class_name: str = Field(alias="class")
+    similarity: dict[str, float | None]
+    region_shift: dict[str, float | None] = {}
+
+
+class MapComparison(_Model):
+    """Where the two models look (``salience.audit.compare.compare_runs``)."""
+
+    method: str
+    matched: int
+    similarity: dict[str, dict[str, float | None] | None]
+    region_shift: dict[str, float | None]
+    region_shift_real: dict[str, bool]
+    noise_floor: NoiseFloor
+    silent_changes: Listed
+    per_class: list[ClassMapChange]

@@ -8,12 +8,17 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Depends, Query
 
+from salience.audit.compare import compare_runs
 from salience.errors import SalienceError
 from salience.server import schemas
 from salience.server.registry import RunEntry, RunRegistry, get_registry
-from salience.server.summaries import finite, ok_rows, stats
+from salience.server.summaries import ok_rows
+from salience.store import Run
 
 router = APIRouter(prefix="/api/compare/{a}/{b}", tags=["compare"])
+
+# compare_runs holds every matched map of both runs in memory; above this it is left to the CLI.
+LIVE_MAPS = 20_000
 
 Registry = Annotated[RunRegistry, Depends(get_registry)]
 KINDS = ("fixed", "broken", "changed")
@@ -59,15 +64,6 @@ def compare(registry: Registry, a: str, b: str) -> schemas.CompareSummary:
             )
         )
     common = [m for m in ea.run.methods if m in eb.run.methods]
-    regions = [r for r in ea.run.regions if r in eb.run.regions]
-    shift: dict[str, float | None] = {}
-    if common and regions:
-        sa, sb = stats(ea, common[0]), stats(eb, common[0])
-        ids = df["sample_id"]
-        for reg in regions:
-            col = f"share_{ea.run.region_columns.get(reg, reg)}"
-            if col in sa and col in sb:
-                shift[reg] = finite(sb[col].reindex(ids).mean() - sa[col].reindex(ids).mean())
     counts = df["kind"].value_counts()
     return schemas.CompareSummary(
         a=ea.id,
@@ -80,7 +76,6 @@ def compare(registry: Registry, a: str, b: str) -> schemas.CompareSummary:
         changed=int(counts.get("changed", 0)),
         methods=common,
         per_class=per_class,
-        region_shift=shift,
     )
 
 
@@ -117,3 +112,34 @@ def flips(
         for r in page.to_dict("records")
     ]
     return schemas.FlipPage(total=len(df), offset=offset, limit=limit, kind=kind, items=items)
+
+
+@router.get("/maps", response_model=schemas.MapComparison)
+def maps(registry: Registry, a: str, b: str, method: str | None = None) -> schemas.MapComparison:
+    """Map similarity, region shift against its noise floor and silent changes (same
+    prediction, different evidence), computed once per pair and method."""
+    ea, eb = _pair(registry, a, b)
+    matched_ids = len(matched(ea, eb))
+    if matched_ids > LIVE_MAPS:
+        raise SalienceError(
+            f"{matched_ids:,} shared images are too many to compare maps here; run "
+            "`salience compare` for them"
+        )
+
+    def make(run: Run) -> schemas.MapComparison:
+        out = compare_runs(ea.run, eb.run, method)
+        return schemas.MapComparison.model_validate(
+            {
+                **out,
+                "per_class": [
+                    {
+                        "class": c["class"],
+                        "similarity": c["similarity"],
+                        "region_shift": c.get("region_shift", {}),
+                    }
+                    for c in out["per_class"]
+                ],
+            }
+        )
+
+    return ea.cached(f"maps:{eb.id}:{method}", make)

@@ -4,10 +4,12 @@ import { api, enc, errorBox, fix, go, h, int, pct, shot, sortableTable } from ".
 import { barOptions, chart, destroyCharts, modal } from "./detail.js";
 
 const PAGE = 48;
+const pageCharts = [];
 const KINDS = [["all", "All flips"], ["fixed", "Fixed (wrong → right)"], ["broken", "Broken (right → wrong)"], ["changed", "Changed (both wrong)"]];
 
 export function render(main, ctx) {
   const { run, params, app } = ctx;
+  while (pageCharts.length) pageCharts.pop().destroy();
   const root = h("div", { class: "stack" });
   main.replaceChildren(root);
   const others = app.runs.filter((r) => r.id !== run.id);
@@ -29,7 +31,10 @@ export function render(main, ctx) {
   const head = h("section", { class: "panel" }, h("header", {}, h("h2", {}, `${run.name} (A) vs ${app.byId[b].name} (B)`), h("div", { class: "spacer" }), picker),
     h("div", { class: "body" }, h("div", { class: "muted" }, "Loading…")));
   const flipsBox = h("section", { class: "panel" }, h("header", {}, h("h2", {}, "Images whose prediction changed")), h("div", { class: "body" }, h("div", { class: "muted" }, "Loading…")));
-  root.append(head, flipsBox);
+  const mapsBox = h("section", { class: "panel", "data-testid": "map-comparison" },
+    h("header", {}, h("h2", {}, `Where the models look (${params.method})`)),
+    h("div", { class: "body" }, h("div", { class: "muted" }, "Comparing every shared image's maps…")));
+  root.append(head, mapsBox, flipsBox);
   const base = `api/compare/${enc(run.id)}/${enc(b)}`;
   let flipItems = [];
 
@@ -38,6 +43,10 @@ export function render(main, ctx) {
     head.querySelector(".body").replaceChildren(...summary(ctx, s));
     drawPerClass(head, s);
   }).catch((err) => root.isConnected && head.querySelector(".body").replaceChildren(errorBox(err)));
+
+  api(`${base}/maps`, { method: params.method }).then((m) => {
+    if (root.isConnected) mapsBox.querySelector(".body").replaceChildren(...mapSummary(ctx, b, m));
+  }).catch((err) => root.isConnected && mapsBox.querySelector(".body").replaceChildren(errorBox(err)));
 
   api(`${base}/flips`, { kind, true: params.true, offset: (page - 1) * PAGE, limit: PAGE }).then((f) => {
     if (!root.isConnected) return;
@@ -62,7 +71,6 @@ function summary(ctx, s) {
   const d = s.accuracy_b - s.accuracy_a;
   const arrow = (x) => h("span", { class: x > 0 ? "delta-up" : x < 0 ? "delta-down" : "muted" }, (x > 0 ? "+" : "") + (100 * x).toFixed(1) + " pt");
   const kpi = (label, value, sub) => h("div", { class: "panel kpi" }, h("div", { class: "label" }, label), h("div", { class: "value" }, value), h("div", { class: "sub" }, sub));
-  const shift = Object.entries(s.region_shift).filter(([, v]) => v !== null);
   const table = sortableTable([
     { key: "class", label: "Class" },
     { key: "accuracy_a", label: "A", num: true, fmt: (v) => pct(v) },
@@ -75,11 +83,44 @@ function summary(ctx, s) {
       kpi("Accuracy A → B", h("span", {}, pct(s.accuracy_a), " → ", pct(s.accuracy_b)), h("span", {}, arrow(d), ` on ${int(s.matched)} shared images`)),
       kpi("Fixed", int(s.fixed), "wrong in A, right in B"),
       kpi("Broken", int(s.broken), "right in A, wrong in B"),
-      kpi("Changed", int(s.changed), "wrong in both, different guess"),
-      shift.length ? kpi(`Saliency shift (${s.methods[0]})`, h("span", { style: { fontSize: "15px" } }, shift.map(([r, v]) => h("div", {}, `${r} `, arrow(v)))), "share per region, B minus A") : null),
+      kpi("Changed", int(s.changed), "wrong in both, different guess")),
     h("div", { class: "grid-2", style: { gridTemplateColumns: "minmax(0,1fr) minmax(0,1fr)" } },
       h("div", {}, h("h3", {}, "Accuracy change per class"), h("div", { class: "chart-box tall" }, h("canvas", { id: "per-class-chart", "aria-label": "accuracy change per class" }))),
       h("div", {}, h("h3", {}, "Per class (click a row to see its flips)"), h("div", { class: "scroll", style: { maxHeight: "320px" } }, table))),
+  ];
+}
+
+function mapSummary(ctx, b, m) {
+  const { run, params } = ctx;
+  const kpi = (label, value, sub) => h("div", { class: "panel kpi" }, h("div", { class: "label" }, label), h("div", { class: "value" }, value), h("div", { class: "sub" }, sub));
+  const sim = m.similarity.spearman;
+  const floor = m.noise_floor;
+  const shifts = Object.entries(m.region_shift).filter(([, v]) => v !== null);
+  const shiftRows = shifts.map(([r, v]) => h("div", {},
+    `${r} `, h("span", { class: v > 0 ? "delta-up" : v < 0 ? "delta-down" : "muted" }, (v > 0 ? "+" : "") + (100 * v).toFixed(1) + " pt"), " ",
+    h("span", { class: "flag" + (m.region_shift_real[r] ? "" : " ok"), title: `noise floor ±${(100 * (floor.region_shift[r] ?? 0)).toFixed(1)} pt` },
+      m.region_shift_real[r] ? "real" : "within noise")));
+  const silent = m.silent_changes;
+  const perClass = sortableTable([
+    { key: "class", label: "Class" },
+    { key: "spearman", label: "Map similarity (Spearman)", num: true, fmt: (v) => fix(v, 2) },
+    ...Object.keys(m.region_shift).map((r) => ({ key: "shift_" + r, label: `${r} shift`, num: true, fmt: (v) => (v === null || v === undefined ? "–" : (v > 0 ? "+" : "") + (100 * v).toFixed(1) + " pt") })),
+  ], m.per_class.map((c) => ({ class: c.class, spearman: c.similarity.spearman,
+    ...Object.fromEntries(Object.entries(c.region_shift || {}).map(([r, v]) => ["shift_" + r, v])) })), { sortKey: "spearman", desc: false });
+  return [
+    h("div", { class: "kpis" },
+      kpi("Map similarity A vs B", sim ? fix(sim.mean, 2) : "–", sim ? `mean Spearman (median ${fix(sim.median, 2)}); unrelated images: ${fix(floor.similarity.spearman, 2)}` : ""),
+      shifts.length ? kpi("Saliency shift, B minus A", h("span", { style: { fontSize: "14px" } }, shiftRows), `share of positive saliency per region; ${floor.kind}`) : null,
+      kpi("Silent changes", int(silent.count), `${pct(silent.share)} of images: same prediction, maps no closer than unrelated images`)),
+    h("div", { class: "grid-2", style: { gridTemplateColumns: "minmax(0,1fr) minmax(0,1fr)" } },
+      h("div", {}, h("h3", {}, "Per class"), h("div", { class: "scroll", style: { maxHeight: "320px" } }, perClass)),
+      h("div", {}, h("h3", {}, "Silent changes (most changed first)"), silent.sample_ids.length
+        ? h("div", { class: "cards", style: { gridTemplateColumns: "repeat(auto-fill, minmax(220px, 1fr))" } }, silent.sample_ids.slice(0, 12).map((id) =>
+            h("div", { class: "card", "data-testid": "silent-card", "data-sample-id": id, onclick: () => go("compare", { ...params, sample: id }) },
+              h("div", { class: "vs" },
+                h("div", { class: "side" }, shot(run.id, id, m.method, { tag: "A", size: 128, signed: run.signed.includes(m.method) })),
+                h("div", { class: "side" }, shot(b, id, m.method, { tag: "B", size: 128, signed: run.signed.includes(m.method) }))))))
+        : h("div", { class: "empty" }, "No image kept its prediction while its map changed beyond the noise floor."))),
   ];
 }
 
@@ -93,7 +134,7 @@ function drawPerClass(head, s) {
       backgroundColor: rows.map((r) => (r.delta >= 0 ? "#13795b" : "#c2362b")) }] },
     options: { ...barOptions({ horizontal: true, percent: true }), plugins: { legend: { display: false } },
       scales: { x: { grid: { color: "#eef1f5" }, ticks: { callback: (v) => (v > 0 ? "+" : "") + Math.round(v * 100) + " pt" } }, y: { grid: { display: false } } } },
-  });
+  }, pageCharts);
 }
 
 function flipTabs(ctx, b, kind, f, page) {

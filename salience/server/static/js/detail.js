@@ -27,9 +27,10 @@ export function modal(sampleId, { prev, next, close }, ...body) {
   return dialog.querySelector(".content");
 }
 
-export function chart(canvas, config) {
+// A chart in the image dialog (destroyed with it), or in ``owner`` when given.
+export function chart(canvas, config, owner = charts) {
   if (!window.Chart) return;
-  charts.push(new window.Chart(canvas, config));
+  owner.push(new window.Chart(canvas, config));
 }
 
 export function barOptions({ horizontal = false, max = null, percent = false } = {}) {
