@@ -11,9 +11,10 @@ Noise floor: a change is only called real above it.
   retrained with another seed, or A re-audited with a stochastic method), the floor is at
   least the shift between A and the reference.
 - Per image: with a reference run, the 5th percentile of the similarity between A and the
-  reference; without one, the median similarity between A's map of an image and B's map of
-  another image of the same class ("unrelated images"). A *silent change* is an image with
-  the same prediction in A and B whose Spearman similarity is at or below that floor.
+  reference; without one, the median similarity between A's maps of two different images of
+  the same class ("other images": B's map of an image agrees with A's no better than A's maps
+  of two different images agree). A *silent change* is an image with the same prediction in
+  A and B whose Spearman similarity is at or below that floor.
 """
 
 from __future__ import annotations
@@ -112,10 +113,8 @@ def _region_shares(run: Run, method: str, ids: list[str]) -> pd.DataFrame:
     return stats.reindex(ids)[present].rename(columns=cols)
 
 
-def _unrelated(
-    a: np.ndarray, b: np.ndarray, labels: np.ndarray, params: CompareParams
-) -> np.ndarray:
-    """A's map of each image against B's map of another image with the same label."""
+def _other_images(a: np.ndarray, labels: np.ndarray, params: CompareParams) -> np.ndarray:
+    """Each map against the map of another image with the same label (same run)."""
     rng = np.random.default_rng(params.seed)
     partner = np.arange(len(labels))
     for label in np.unique(labels):
@@ -123,7 +122,7 @@ def _unrelated(
         if len(idx) > 1:
             partner[idx] = np.roll(rng.permutation(idx), 1)
     keep = partner != np.arange(len(labels))
-    return map_similarity(a[keep], b[partner[keep]], params.top_fraction)["spearman"]
+    return map_similarity(a[keep], a[partner[keep]], params.top_fraction)["spearman"]
 
 
 def _listed(ids: pd.Index, params: CompareParams) -> dict[str, Any]:
@@ -189,9 +188,9 @@ def compare_runs(
                 floor[r] = max(floor[r], abs(float(np.nanmean(shares_r[r] - base[r]))))
         kind = "reference run"
     else:
-        unrelated = _unrelated(ma, mb, labels, params)
-        sim_floor = {"spearman": float(np.nanmedian(unrelated)) if len(unrelated) else float("nan")}
-        kind = "bootstrap and unrelated images"
+        other = _other_images(ma, labels, params)
+        sim_floor = {"spearman": float(np.nanmedian(other)) if len(other) else float("nan")}
+        kind = "bootstrap and other images"
 
     threshold = sim_floor["spearman"]
     silent_mask = same_pred & np.isfinite(sim["spearman"]) & (sim["spearman"] <= threshold)

@@ -43,7 +43,7 @@ class ShortcutParams:
     min_concentration: float = 0.25  # mass in the hottest 10% of the cluster's mean map
     min_consistency: float = 0.5  # members whose own peak is near the cluster's peak
     near: float = 0.15  # "near", as a fraction of the image side
-    min_distance: float = 0.25  # cluster peak to the centre of where the rest of the class looks
+    min_distance: float = 0.25  # cluster peak to the median of the class's image peaks
     examples: int = 6
     seed: int = 0
 
@@ -157,17 +157,14 @@ def _class_report(
         seed=params.seed,
     )
     report["eigenvalues"] = [round(float(v), 4) for v in result.eigenvalues[:12]]
-    means = [grids[result.labels == j].mean(0) for j in range(result.k)]
-    peaks = np.array([peak(m) for m in means])
-    clusters = []
-    for j in range(result.k):
-        # "the rest of the class": images in clusters that peak elsewhere, so that a strategy
-        # SpRAy split into several clusters is not compared with itself
-        apart = np.flatnonzero(np.hypot(*(peaks - peaks[j]).T) > params.near)
-        rest = np.isin(result.labels, apart)
-        clusters.append(
-            _cluster(result.labels == j, rest, grids, group, share_cols, density_cols, params)
-        )
+    # where the class typically looks: the median of the images' own peaks, which a minority
+    # strategy (any cluster small enough to flag) cannot move far
+    peaks = np.array([peak(g) for g in grids])
+    typical = (float(np.median(peaks[:, 0])), float(np.median(peaks[:, 1])))
+    clusters = [
+        _cluster(result.labels == j, peaks, typical, grids, group, share_cols, density_cols, params)
+        for j in range(result.k)
+    ]
     report["clusters"] = clusters
     if share_cols:
         flagged, reason = _region_verdict(name, report, clusters, params)
@@ -179,7 +176,8 @@ def _class_report(
 
 def _cluster(
     members: np.ndarray,
-    rest: np.ndarray,
+    peaks: np.ndarray,
+    typical: tuple[float, float],
     grids: np.ndarray,
     group: pd.DataFrame,
     share_cols: dict[str, str],
@@ -188,11 +186,9 @@ def _cluster(
 ) -> dict[str, Any]:
     mean = grids[members].mean(0)
     py, px = peak(mean)
-    own = np.array([peak(g) for g in grids[members]])
+    own = peaks[members]
     consistency = float((np.hypot(own[:, 0] - py, own[:, 1] - px) <= params.near).mean())
-    # how far this cluster's peak is from where the rest of the class looks (centre of mass)
-    elsewhere = mass_centre(grids[rest].mean(0)) if rest.any() else (py, px)
-    distance = float(np.hypot(elsewhere[0] - py, elsewhere[1] - px))
+    distance = float(np.hypot(typical[0] - py, typical[1] - px))
     part = group[members]
     correct = part["correct"].astype(bool).to_numpy()
     preds = part["pred"].value_counts()

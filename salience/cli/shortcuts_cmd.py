@@ -1,1 +1,97 @@
-"""(being written)"""
+"""``salience shortcuts RUN``: recurring saliency strategies per class, flagged shortcuts.
+
+Writes ``RUN/shortcuts.json`` (or ``--out``), which the explorer and the report show.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from salience.cli import app
+from salience.cli._common import console, err_console, print_json, user_errors, write_json
+
+
+@app.command()
+@user_errors
+def shortcuts(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `salience audit`.")],
+    method: Annotated[
+        str | None, typer.Option("--method", "-m", help="Maps to analyse (default: gradcam).")
+    ] = None,
+    region: Annotated[
+        str, typer.Option(help="With masks: the region that should decide the class.")
+    ] = "uniform",
+    min_inside: Annotated[
+        float,
+        typer.Option(
+            "--min-inside",
+            min=0.0,
+            max=1.0,
+            help="Flag a class when correctly classified images put less than this share "
+            "of their saliency in --region.",
+        ),
+    ] = 0.5,
+    grid: Annotated[int, typer.Option(min=2, help="SpRAy: maps are downsampled to GxG.")] = 16,
+    neighbors: Annotated[int, typer.Option(min=1, help="SpRAy: kNN graph degree.")] = 10,
+    max_clusters: Annotated[
+        int, typer.Option("--max-clusters", min=1, help="SpRAy: most clusters per class.")
+    ] = 8,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="JSON file (default: RUN/shortcuts.json).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Find classes decided from the wrong evidence: region shares with masks, SpRAy clusters
+    (Lapuschkin et al. 2019) always."""
+    from salience.audit.shortcuts import ShortcutParams, find_shortcuts
+    from salience.store import Run
+
+    params = ShortcutParams(
+        region=region,
+        min_inside=min_inside,
+        grid=grid,
+        neighbors=neighbors,
+        max_clusters=max_clusters,
+    )
+    opened = Run.open(run)
+    result = find_shortcuts(opened, method, params)
+    target = out if out is not None else opened.path / "shortcuts.json"
+    write_json(target, result)
+    if json_out:
+        print_json(result)
+        return
+    show(result)
+    err_console.print(f"wrote {target}", highlight=False)
+
+
+def show(result: dict[str, Any]) -> None:
+    """One row per class: the verdict, the region shares and the clusters."""
+    regions = [r for r in result["regions"] if r != "background"]
+    table = Table(title=f"shortcuts ({result['method']})")
+    table.add_column("class")
+    table.add_column("flagged")
+    table.add_column("accuracy", justify="right")
+    for r in regions:
+        table.add_column(f"{r} share / density", justify="right")
+    table.add_column("clusters (flagged)", justify="right")
+    table.add_column("reason")
+    for c in result["classes"]:
+        cells = [
+            f"{100 * c['region_share'].get(r, float('nan')):.0f}% / "
+            f"{c['region_density'].get(r, float('nan')):.1f}"
+            for r in regions
+        ]
+        flagged = sum(cl["flagged"] for cl in c["clusters"])
+        table.add_row(
+            c["class"],
+            "[bold red]yes[/]" if c["flagged"] else "no",
+            f"{100 * c['accuracy']:.0f}%",
+            *cells,
+            f"{len(c['clusters'])} ({flagged})",
+            c["reason"],
+        )
+    console.print(table)

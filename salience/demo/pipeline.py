@@ -7,7 +7,6 @@ split: v1 loses accuracy there and its saliency sits on the head; v2 looks at th
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -25,12 +24,22 @@ from salience.demo.model import PREPROCESS, ProfessionNet
 from salience.demo.train import TrainConfig, train
 from salience.errors import SalienceError
 from salience.models import LoadedModel, load_model
+from salience.report import write_report
 from salience.store import Run
+from salience.store.layout import write_json
 
 FACTORY = "salience.demo.model:profession_net"
 REGIONS = ("head", "uniform", "background")
 # Everything the demo writes into its folder; a rerun replaces exactly these.
-OUTPUTS = ("data", "models", "runs", "demo.json", "compare.json", "report.html")
+OUTPUTS = (
+    "data",
+    "models",
+    "runs",
+    "demo.json",
+    "compare.json",
+    "report-v1.html",
+    "report-v2.html",
+)
 
 # (stage, done, total): "data", "train v1", "train v2", "audit v1", "audit v2", "analyse"
 Progress = Callable[[str, int, int], None]
@@ -40,13 +49,13 @@ Progress = Callable[[str, int, int], None]
 class DemoConfig:
     size: int = 64  # image side in pixels
     train_v1: int = 3000  # biased training images
-    train_v2: int = 4000  # balanced ("enriched") training images
+    train_v2: int = 3000  # balanced training images: every hat with every profession
     test: int = 1000  # balanced test images
     epochs: int = 8
     hat_bias: float = 0.95
     contrast: float = 0.2
     seed: int = 0
-    methods: tuple[str, ...] = ("gradcam",)
+    methods: tuple[str, ...] = ("gradcam", "gradient")  # the first is analysed
 
 
 SIZES: dict[str, DemoConfig] = {
@@ -164,24 +173,37 @@ def run_demo(
             map_size=config.size,
             progress=report,
         )
-    if progress is not None:
-        progress("analyse", 0, 3)
     method = config.methods[0]
     payload: dict[str, Any] = {"config": asdict(config), "method": method}
-    for i, (version, path) in enumerate(runs.items()):
+    steps = iter(range(1, 6))
+
+    def step() -> None:
+        if progress is not None:
+            progress("analyse", next(steps), 5)
+
+    for version, path in runs.items():
         run = Run.open(path)
         found = find_shortcuts(run, method)
-        (path / "shortcuts.json").write_text(json.dumps(found, indent=2) + "\n")
+        write_json(path / "shortcuts.json", found)
         payload[version] = {"run": str(path), **region_summary(run, method)}
         payload[f"flagged_{version}"] = found["flagged"]
-        if progress is not None:
-            progress("analyse", i + 1, 3)
+        step()
     comparison = compare_runs(Run.open(runs["v1"]), Run.open(runs["v2"]), method)
-    (out / "compare.json").write_text(json.dumps(comparison, indent=2) + "\n")
+    write_json(out / "compare.json", comparison)
     payload["compare"] = {
-        k: comparison[k] for k in ("accuracy", "region_shift", "noise_floor", "silent_changes")
+        "accuracy": comparison["accuracy"],
+        "balanced_accuracy": comparison["balanced_accuracy"],
+        "region_shift": comparison["region_shift"],
+        "region_shift_real": comparison["region_shift_real"],
+        "noise_floor": comparison["noise_floor"],
+        "silent_changes": comparison["silent_changes"]["count"],
+        "fixed": comparison["fixed"]["count"],
+        "broken": comparison["broken"]["count"],
     }
-    if progress is not None:
-        progress("analyse", 3, 3)
-    (out / "demo.json").write_text(json.dumps(payload, indent=2) + "\n")
+    step()
+    for version, path in runs.items():
+        write_report(path, out / f"report-{version}.html")
+        payload[f"report_{version}"] = str(out / f"report-{version}.html")
+        step()
+    write_json(out / "demo.json", payload)
     return payload
