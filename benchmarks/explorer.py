@@ -268,6 +268,12 @@ def main() -> None:
         with Server([run_dir]) as srv, httpx.Client(base_url=srv.url, timeout=120) as client:
             run = "run"
             t0 = time.perf_counter()
+            while not client.get("/api/health").json()["preloaded"]:  # salience serve preloads
+                if time.perf_counter() - t0 > 300:
+                    raise RuntimeError("the explorer did not preload its run within 5 minutes")
+                time.sleep(0.2)
+            result["preload_s"] = round(time.perf_counter() - t0, 2)
+            t0 = time.perf_counter()
             classes = client.get(f"/api/runs/{run}").raise_for_status().json()["class_names"]
             client.get(f"/api/runs/{run}/samples?method=gradcam&limit=1").raise_for_status()
             client.get(f"/api/runs/{run}/thumb/img_000000").raise_for_status()

@@ -39,6 +39,10 @@ class ByteCache:
         self.hits = 0
         self.misses = 0
 
+    @property
+    def count(self) -> int:
+        return len(self._items)
+
     def get(self, key: tuple[Any, ...]) -> bytes | None:
         with self._lock:
             data = self._items.get(key)
@@ -71,22 +75,34 @@ class ByteCache:
 
 @dataclass
 class RunEntry:
-    """One run the server was given, with its lock and per-run table cache."""
+    """One run the server was given, with its derived-table cache (one lock per table, so a
+    slow table never holds up the others)."""
 
     id: str
     run: Run
-    lock: threading.RLock = field(default_factory=threading.RLock)
     tables: dict[str, tuple[float, bool, Any]] = field(default_factory=dict)
+    locks: dict[str, threading.Lock] = field(default_factory=dict)
+    guard: threading.Lock = field(default_factory=threading.Lock)
 
     def cached(self, key: str, make: Callable[[Run], T]) -> T:
         """``make(run)`` computed once (while the run is still being written: every 2 s)."""
-        with self.lock:
+
+        def fresh() -> tuple[float, bool, Any] | None:
             hit = self.tables.get(key)
-            if hit is not None and (hit[1] or time.monotonic() - hit[0] < LIVE_TTL):
-                return hit[2]  # type: ignore[no-any-return]
-            value = make(self.run)
-            self.tables[key] = (time.monotonic(), self.run.status != "running", value)
-            return value
+            ok = hit is not None and (hit[1] or time.monotonic() - hit[0] < LIVE_TTL)
+            return hit if ok else None
+
+        hit = fresh()
+        if hit is None:
+            with self.guard:
+                lock = self.locks.setdefault(key, threading.Lock())
+            with lock:
+                hit = fresh()
+                if hit is None:
+                    value = make(self.run)
+                    hit = (time.monotonic(), self.run.status != "running", value)
+                    self.tables[key] = hit
+        return hit[2]  # type: ignore[no-any-return]
 
     def samples(self) -> pd.DataFrame:
         return self.cached("samples", lambda run: run.samples())
@@ -106,10 +122,7 @@ class RunRegistry:
                 rid, n = f"{base}-{n}", n + 1
             self.entries[rid] = RunEntry(rid, run)
         self.images = ByteCache(cache_bytes)
-
-    @classmethod
-    def open(cls, paths: Sequence[str | Path], cache_bytes: int = 256 * 2**20) -> RunRegistry:
-        return cls([Run.open(Path(p)) for p in paths], cache_bytes)
+        self.preloaded = False
 
     def ids(self) -> list[str]:
         return list(self.entries)

@@ -14,6 +14,10 @@ class Health(_Model):
 
     salience: str
     runs: int
+    preloaded: bool = Field(description="whether every run's tables are loaded")
+    images_cached: int
+    cache_hits: int
+    cache_misses: int
 
 
 class RunSummary(_Model):

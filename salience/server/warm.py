@@ -21,3 +21,4 @@ def warm(registry: RunRegistry) -> None:
                 table(entry, method)
         except Exception:
             logging.getLogger("salience.server").exception("could not preload %s", entry.id)
+    registry.preloaded = True

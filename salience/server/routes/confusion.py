@@ -37,38 +37,51 @@ def confusion(
 
 def matrix(entry: RunEntry, stat: str | None, method: str | None) -> schemas.ConfusionMatrix:
     """The (cached) matrix, with each cell's mean ``stat`` of ``method`` when both are given."""
+    if stat and method:
+        plain = matrix(entry, None, None)
+
+        def colour(run: Run) -> schemas.ConfusionMatrix:
+            means = _cell_means(entry, stat, method)
+            cells = [
+                schemas.Cell.model_construct(
+                    t=c.t, p=c.p, count=c.count, share=c.share,
+                    value=means.get((plain.labels[c.t], plain.preds[c.p])),
+                )
+                for c in plain.cells
+            ]  # fmt: skip
+            present = [c.value for c in cells if c.value is not None]
+            return plain.model_copy(
+                update={
+                    "cells": cells,
+                    "stat": stat,
+                    "method": method,
+                    "stat_range": [min(present), max(present)] if present else None,
+                }
+            )
+
+        return entry.cached(f"confusion:{stat}:{method}", colour)
 
     def make(run: Run) -> schemas.ConfusionMatrix:
         cm = run.confusion_matrix()
-        labels = [str(v) for v in cm.index]
-        preds = [str(v) for v in cm.columns]
         counts = cm.to_numpy().astype(np.int64)
         rows = counts.sum(axis=1)
-        means = _cell_means(entry, stat, method) if stat and method else {}
         ti, pi = np.nonzero(counts)
         cells = [
-            schemas.Cell(
-                t=int(t),
-                p=int(p),
-                count=int(counts[t, p]),
-                share=round(float(counts[t, p] / rows[t]), 6),
-                value=means.get((labels[t], preds[p])),
+            schemas.Cell.model_construct(
+                t=t, p=p, count=int(counts[t, p]), share=round(float(counts[t, p] / rows[t]), 6),
+                value=None,
             )
             for t, p in zip(ti.tolist(), pi.tolist(), strict=True)
-        ]
-        present = [c.value for c in cells if c.value is not None]
+        ]  # fmt: skip
         return schemas.ConfusionMatrix(
-            labels=labels,
-            preds=preds,
+            labels=[str(v) for v in cm.index],
+            preds=[str(v) for v in cm.columns],
             row_totals=rows.tolist(),
             cells=cells,
             max_count=int(counts.max()) if counts.size else 0,
-            stat=stat if means else None,
-            method=method if means else None,
-            stat_range=[min(present), max(present)] if present else None,
         )
 
-    return entry.cached(f"confusion:{stat}:{method}", make)
+    return entry.cached("confusion", make)
 
 
 def _cell_means(entry: RunEntry, stat: str, method: str) -> dict[tuple[str, str], float | None]:

@@ -21,7 +21,15 @@ Entry = Annotated[RunEntry, Depends(get_entry)]
 
 @router.get("/health", response_model=schemas.Health)
 def health(registry: Registry) -> schemas.Health:
-    return schemas.Health(salience=__version__, runs=len(registry.entries))
+    cache = registry.images
+    return schemas.Health(
+        salience=__version__,
+        runs=len(registry.entries),
+        preloaded=registry.preloaded,
+        images_cached=cache.count,
+        cache_hits=cache.hits,
+        cache_misses=cache.misses,
+    )
 
 
 @router.get("/runs", response_model=schemas.RunList)

@@ -23,7 +23,8 @@ SORTS = ("confidence", "loss")
 
 
 def _text(v: Any) -> str | None:
-    return None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v)
+    """A scalar as text; None, NaN and pandas' NA as None."""
+    return None if v is None or (np.ndim(v) == 0 and pd.isna(v)) else str(v)
 
 
 def _bool(v: Any) -> bool | None:
