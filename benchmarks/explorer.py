@@ -2,7 +2,8 @@
 
 Writes a synthetic run straight through the store's shard writer (a pool of small images and
 masks, two methods with 32x32 maps), serves it with the project's own app on a loopback port,
-and measures with a fresh cache:
+waits until ``salience serve`` has preloaded the run's tables (as it does at start), and
+measures with a fresh image cache:
 
 - a grid page: the page query plus 60 thumbnails and 60 overlays, fetched over 6 connections
   as a browser does (target: p95 under 300 ms);
