@@ -215,15 +215,16 @@ def _shortcuts(d: ReportData) -> str:
         )
         items.append(
             f"<tr><td>{escape(str(c['class']))}</td><td>{flag}</td>"
-            f"<td>{escape(str(c.get('reason') or ''))}</td>"
-            f"<td>{shares or '–'}</td><td>{clusters}</td></tr>"
+            f"<td class='text'>{escape(str(c.get('reason') or ''))}</td>"
+            f"<td class='text'>{shares or '–'}</td><td>{clusters}</td></tr>"
         )
     flagged = sum(bool(c.get("flagged")) for c in d.shortcuts)
     return (
         f'<section class="panel" id="shortcuts"><h2>Shortcut findings ({flagged} of '
         f"{len(d.shortcuts)} classes flagged)</h2>"
         '<div class="body"><table class="data"><thead><tr><th>Class</th><th></th>'
-        "<th>Reason</th><th>Saliency share by region</th><th>Clusters</th></tr></thead>"
+        "<th class='text'>Reason</th><th class='text'>Saliency share by region</th>"
+        "<th>Clusters</th></tr></thead>"
         f"<tbody>{''.join(items)}</tbody></table></div></section>"
     )
 

@@ -156,5 +156,7 @@ function meanMap(ctx, filters, total) {
     h("h3", {}, "Mean saliency of the selection"),
     h("img", { src, alt: `mean ${params.method} map of ${total} images`, "data-testid": "mean-map" }),
     h("span", { class: "muted" }, `${params.method}, averaged over ${int(total)} images`),
-    legend("", app.colormaps.inferno.stops, "low", "high", { small: true }));
+    run.signed.includes(params.method)
+      ? legend("", app.colormaps.RdBu_r.stops, "against", "for", { small: true })
+      : legend("", app.colormaps.inferno.stops, "low", "high", { small: true }));
 }
