@@ -37,8 +37,8 @@ def serve(
     import uvicorn
 
     from salience.server import create_app
-    from salience.server.query import warm
     from salience.server.security import LOOPBACK, new_token
+    from salience.server.warm import warm
 
     if host not in LOOPBACK and not token:
         token = new_token()
