@@ -78,14 +78,14 @@ def register_metric(
 
         if name in _METRICS:
             warnings.warn(f"metric {name!r} registered twice; the later one wins", stacklevel=2)
-        doc = (fn.__doc__ or "").strip().splitlines()
+        doc = inspect.cleandoc(fn.__doc__ or "").split("\n\n")[0].split()
         defaults = {
             p.name: p.default
             for p in sig.parameters.values()
             if p.name not in DATA_ARGS and p.default is not inspect.Parameter.empty
         }
         _METRICS[name] = MetricInfo(
-            name, category, direction, paper, doc[0] if doc else "", defaults, metric
+            name, category, direction, paper, " ".join(doc), defaults, metric
         )
         return metric
 
