@@ -177,9 +177,9 @@ def _pcg(x: torch.Tensor, levels: list[_Level], tol: float, max_iter: int) -> to
         alpha = torch.where(pap > 0, rz / pap.clamp_min(tiny), 0.0)
         v = v + alpha * p
         r = r - alpha * ap
-        if it % _CHECK == _CHECK - 1:
-            if bool((r.flatten(1).norm(dim=1).view(-1, 1, 1, 1) <= limit).all()):
-                break
+        converged = r.flatten(1).norm(dim=1).view(-1, 1, 1, 1) <= limit
+        if it % _CHECK == _CHECK - 1 and bool(converged.all()):
+            break
         z = _vcycle(levels, r)
         rz_new = (r * z).sum((1, 2, 3), keepdim=True)
         beta = torch.where(rz > 0, rz_new / rz.clamp_min(tiny), 0.0)
