@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -233,8 +234,8 @@ def test_a_planted_watermark_is_found_in_a_trained_model(tmp_path: Path) -> None
     by_class = {c["class"]: c for c in result["classes"]}
     assert by_class["chef"]["flagged"]
 
-    def at_stamp(c: dict[str, object]) -> bool:
-        y, x = c["peak"]  # type: ignore[misc]
+    def at_stamp(c: dict[str, Any]) -> bool:
+        y, x = c["peak"]
         return bool(c["flagged"]) and np.hypot(y - 0.89, x - 0.89) < 0.15
 
     stamp = [c for c in by_class["chef"]["clusters"] if at_stamp(c)]
