@@ -71,6 +71,16 @@ def _row(version: str, summary: dict[str, Any], flagged: list[str]) -> list[str]
     ]
 
 
+def _looks(version: str, summary: dict[str, Any]) -> str:
+    d = summary["region_density"]
+    where, other = ("head", "uniform") if d["head"] > d["uniform"] else ("uniform", "head")
+    verdict = ": it learned the hat, not the uniform" if where == "head" else ", as it should"
+    return (
+        f"{version} scores {100 * summary['balanced_accuracy']:.0f}% on balanced data and looks "
+        f"at the {where} (density {d[where]:.1f} vs {other} {d[other]:.1f}){verdict}."
+    )
+
+
 def show(payload: dict[str, Any], out: Path) -> None:
     """What to look at: accuracy on the balanced test split and where the saliency lies."""
     method = payload["method"]
@@ -97,20 +107,14 @@ def show(payload: dict[str, Any], out: Path) -> None:
     cmp = payload["compare"]
     shift = cmp["region_shift"]
     floor = cmp["noise_floor"]["region_shift"]
-    v1, v2 = payload["v1"], payload["v2"]
-    console.print(
-        f"v1 scores {100 * v1['balanced_accuracy']:.0f}% on balanced data and looks at the head "
-        f"(density {v1['region_density']['head']:.1f} vs uniform "
-        f"{v1['region_density']['uniform']:.1f}): it learned the hat, not the uniform.\n"
-        f"v2 scores {100 * v2['balanced_accuracy']:.0f}% and looks at the uniform "
-        f"(density {v2['region_density']['uniform']:.1f} vs head "
-        f"{v2['region_density']['head']:.1f}).\n"
-        f"From v1 to v2 the head's share of saliency moved {100 * shift['head']:+.0f} points and "
-        f"the uniform's {100 * shift['uniform']:+.0f} (noise floor {100 * floor['head']:.1f} and "
-        f"{100 * floor['uniform']:.1f}); {cmp['silent_changes']} images kept their prediction "
-        f"while their evidence moved.",
-        highlight=False,
+    lines = [_looks(v, payload[v]) for v in ("v1", "v2")]
+    lines.append(
+        f"From v1 to v2 the head's share of the saliency moved {100 * shift['head']:+.0f} points "
+        f"and the uniform's {100 * shift['uniform']:+.0f} (noise floor "
+        f"{100 * floor['head']:.1f} and {100 * floor['uniform']:.1f}); "
+        f"{cmp['silent_changes']} images kept their prediction while their evidence moved."
     )
+    console.print("\n".join(lines), highlight=False)
     console.print(
         f"look at: {out / 'report-v1.html'}, {out / 'report-v2.html'}, "
         f"{out / 'compare.json'}, {out / 'runs' / 'v1' / 'shortcuts.json'}; "
