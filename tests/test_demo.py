@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from salience.cli import app
-from salience.demo.pipeline import SIZES, DemoConfig
+from salience.demo.pipeline import MARKER, SIZES, DemoConfig, prepare_out
+from salience.errors import SalienceError
 from salience.store import Run
 
 # Smaller than --size small; a stronger uniform pattern lets v2 learn it in fewer steps.
@@ -94,3 +95,16 @@ def test_demo_refuses_a_folder_it_did_not_write(tmp_path: Path) -> None:
     assert (tmp_path / "notes.txt").read_text() == "mine"
     res = CliRunner().invoke(app, ["demo", "--size", "huge", "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "unknown --size" in res.output
+
+
+def test_a_rerun_replaces_only_the_demo_outputs(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    prepare_out(out)
+    (out / "runs" / "v1").mkdir(parents=True)
+    (out / "demo.json").write_text("{}")
+    (out / "mine.txt").write_text("kept")
+    prepare_out(out)  # e.g. a demo interrupted during training, run again
+    assert not (out / "runs").exists() and not (out / "demo.json").exists()
+    assert (out / "mine.txt").read_text() == "kept" and (out / MARKER).is_file()
+    with pytest.raises(SalienceError, match="is a file"):
+        prepare_out(out / "mine.txt")

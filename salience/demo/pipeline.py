@@ -30,7 +30,9 @@ from salience.store.layout import write_json
 
 FACTORY = "salience.demo.model:profession_net"
 REGIONS = ("head", "uniform", "background")
-# Everything the demo writes into its folder; a rerun replaces exactly these.
+# Everything the demo writes into its folder; a rerun replaces exactly these. The marker is
+# written first, so that a demo interrupted before demo.json can be rerun into the same folder.
+MARKER = ".salience-demo"
 OUTPUTS = (
     "data",
     "models",
@@ -66,7 +68,9 @@ SIZES: dict[str, DemoConfig] = {
 
 def prepare_out(out: Path) -> None:
     """Create ``out``, or clear the outputs of an earlier demo in it; refuse other folders."""
-    if out.exists() and any(out.iterdir()) and not (out / "demo.json").exists():
+    if out.exists() and not out.is_dir():
+        raise SalienceError(f"{out} is a file; give --out a folder")
+    if out.exists() and any(out.iterdir()) and not (out / MARKER).exists():
         raise SalienceError(
             f"{out} is not empty and holds no earlier demo; choose a new folder with --out"
         )
@@ -77,6 +81,7 @@ def prepare_out(out: Path) -> None:
         elif path.exists():
             path.unlink()
     out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by salience demo; rerunning the demo replaces its outputs\n")
 
 
 def make_data(
