@@ -50,8 +50,8 @@ Progress = Callable[[str, int, int], None]
 @dataclass(frozen=True)
 class DemoConfig:
     size: int = 64  # image side in pixels
-    train_v1: int = 3000  # biased training images
-    train_v2: int = 3000  # balanced training images: every hat with every profession
+    train_v1: int = 2000  # biased training images
+    train_v2: int = 3000  # balanced and enriched: more images, every hat with every profession
     test: int = 1000  # balanced test images
     epochs: int = 8
     hat_bias: float = 0.95
