@@ -81,6 +81,9 @@ def map_similarity(
     np.put_along_axis(top_a, np.argpartition(-fa, k - 1, axis=1)[:, :k], True, axis=1)
     np.put_along_axis(top_b, np.argpartition(-fb, k - 1, axis=1)[:, :k], True, axis=1)
     iou = (top_a & top_b).sum(1) / (top_a | top_b).sum(1)
+    finite = np.isfinite(fa).all(1) & np.isfinite(fb).all(1)
+    spearman = np.where(finite, spearman, np.nan)
+    iou = np.where(finite, iou, np.nan)
     ssim = np.full(n, np.nan)
     for i in range(n):
         x, y = _unit(a[i]), _unit(b[i])
@@ -135,6 +138,63 @@ def _round(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _reference_floor(
+    a: Run,
+    reference: Run,
+    ids: list[str],
+    method: str,
+    size: tuple[int, int],
+    shares_a: pd.DataFrame,
+    floor: dict[str, float],
+    params: CompareParams,
+) -> dict[str, float]:
+    """Per-image similarity floor from A against the reference; raises the region floors to
+    at least the reference's own shift (in place)."""
+    known = set(_outcomes(reference).index)
+    ref_ids = [i for i in ids if i in known]
+    if len(ref_ids) < len(ids) // 2:
+        raise SalienceError(
+            "the reference run shares too few images with run A; audit the same data"
+        )
+    ref_sim = map_similarity(
+        _maps(a, ref_ids, method, size),
+        _maps(reference, ref_ids, method, size),
+        params.top_fraction,
+    )
+    if floor:
+        shares_r = _region_shares(reference, method, ref_ids)
+        base = shares_a.loc[ref_ids]
+        for r in floor:
+            floor[r] = max(floor[r], abs(float(np.nanmean(shares_r[r] - base[r]))))
+    return {k: float(np.nanquantile(v, params.reference_quantile)) for k, v in ref_sim.items()}
+
+
+def _class_change(
+    label: str,
+    sel: np.ndarray,
+    ca: pd.Series,
+    cb: pd.Series,
+    sim: dict[str, np.ndarray],
+    diff: pd.DataFrame,
+) -> dict[str, Any]:
+    acc_a, acc_b = round(float(ca[sel].mean()), 4), round(float(cb[sel].mean()), 4)
+    row: dict[str, Any] = {
+        "class": label,
+        "support": int(sel.sum()),
+        "accuracy_a": acc_a,
+        "accuracy_b": acc_b,
+        "change": round(acc_b - acc_a, 4),
+        "similarity": _round(
+            {k: np.nanmean(v[sel]) if np.isfinite(v[sel]).any() else None for k, v in sim.items()}
+        ),
+    }
+    if len(diff.columns):
+        row["region_shift"] = _round(
+            {str(r): np.nanmean(diff[r].to_numpy(float)[sel]) for r in diff.columns}
+        )
+    return row
+
+
 def compare_runs(
     a: Run,
     b: Run,
@@ -168,53 +228,23 @@ def compare_runs(
     }
 
     if reference is not None:
-        ref_ids = [i for i in ids if i in set(_outcomes(reference).index)]
-        if len(ref_ids) < len(ids) // 2:
-            raise SalienceError(
-                "the reference run shares too few images with run A; audit the same data"
-            )
-        ref_sim = map_similarity(
-            _maps(a, ref_ids, method, size),
-            _maps(reference, ref_ids, method, size),
-            params.top_fraction,
-        )
-        sim_floor = {
-            k: float(np.nanquantile(v, params.reference_quantile)) for k, v in ref_sim.items()
-        }
-        if regions:
-            shares_r = _region_shares(reference, method, ref_ids)
-            base = shares_a.loc[ref_ids]
-            for r in regions:
-                floor[r] = max(floor[r], abs(float(np.nanmean(shares_r[r] - base[r]))))
         kind = "reference run"
+        sim_floor = _reference_floor(a, reference, ids, method, size, shares_a, floor, params)
     else:
+        kind = "bootstrap and other images"
         other = _other_images(ma, labels, params)
         sim_floor = {"spearman": float(np.nanmedian(other)) if len(other) else float("nan")}
-        kind = "bootstrap and other images"
 
     threshold = sim_floor["spearman"]
     silent_mask = same_pred & np.isfinite(sim["spearman"]) & (sim["spearman"] <= threshold)
     order = np.argsort(np.where(silent_mask, sim["spearman"], np.inf))
     silent_ids = pd.Index([ids[i] for i in order[: int(silent_mask.sum())]])
 
-    per_class = []
-    for label in [c for c in a.class_names if c in set(labels)]:
-        sel = labels == label
-        row: dict[str, Any] = {
-            "class": label,
-            "support": int(sel.sum()),
-            "accuracy_a": round(float(ca[sel].mean()), 4),
-            "accuracy_b": round(float(cb[sel].mean()), 4),
-        }
-        row["change"] = round(row["accuracy_b"] - row["accuracy_a"], 4)
-        row["similarity"] = _round(
-            {k: np.nanmean(v[sel]) if np.isfinite(v[sel]).any() else None for k, v in sim.items()}
-        )
-        if regions:
-            row["region_shift"] = _round(
-                {r: np.nanmean((shares_b[r] - shares_a[r]).to_numpy(float)[sel]) for r in regions}
-            )
-        per_class.append(row)
+    per_class = [
+        _class_change(label, labels == label, ca, cb, sim, shares_b - shares_a)
+        for label in a.class_names
+        if label in set(labels)
+    ]
 
     return json_safe(
         {
