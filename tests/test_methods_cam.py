@@ -258,22 +258,25 @@ def count_rows(module: nn.Module) -> tuple[list[int], Any]:
     return rows, handle
 
 
-def test_scorecam_matches_definition_and_shares_constant_channels(tiny_cnn: nn.Module) -> None:
+def test_scorecam_matches_definition_and_scores_each_distinct_mask_once(
+    tiny_cnn: nn.Module,
+) -> None:
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    conv = tiny_cnn.conv2
     with torch.no_grad():
-        tiny_cnn.conv2.bias[0] = -1e3  # channel 0 is zero everywhere after the ReLU
+        conv.bias[0] = -1e3  # channel 0 is zero everywhere after the ReLU
+        conv.weight[1], conv.bias[1] = 2 * conv.weight[2], 2 * conv.bias[2]  # 1 = 2 x channel 2
     want = naive_scorecam(tiny_cnn, tiny_cnn.relu2, x, 1)
     acts = gap_linear_parts(tiny_cnn, x, 1)[0].flatten(2)
-    live = int((acts.amax(2) > acts.amin(2)).sum())
-    assert live <= 3 * 7
+    assert int((acts.amax(2) > acts.amin(2)).sum()) == 3 * 7
     kw = {"method": "scorecam", "layer": "relu2", "relu": False, "batch_size": 5}
     salience.explain(tiny_cnn, x, 1, **kw)  # caches the layer probe
     rows, handle = count_rows(tiny_cnn.conv1)
     got = salience.explain(tiny_cnn, x, 1, **kw)
     handle.remove()
     torch.testing.assert_close(got, want.float(), rtol=1e-5, atol=1e-6)
-    # capture 3 images, one blank input shared by the constant channels, one row per live one
-    assert sum(rows) == 3 + 1 + live
+    # capture 3 images, one blank input for the constant channels, one row per distinct mask
+    assert sum(rows) == 3 + 1 + 3 * 6
 
 
 class ConcatNet(nn.Module):
@@ -486,3 +489,12 @@ def test_exception_in_forward_leaves_no_hooks(tiny_cnn: nn.Module, method: str, 
         salience.explain(model, x, 0, method=method, layer="conv2")
     assert hook_count(model) == 0
     assert model.training
+
+
+@pytest.mark.parametrize("method", CAMS)
+def test_bfloat16_model_gives_the_float32_map(tiny_cnn: nn.Module, method: str) -> None:
+    x = torch.randn(3, 3, 8, 8)
+    ref = salience.explain(tiny_cnn.float(), x, 0, method=method, relu=False)
+    low = salience.explain(tiny_cnn.bfloat16(), x.bfloat16(), 0, method=method, relu=False)
+    assert low.dtype == torch.float32
+    assert_parallel(low, ref, tol=0.98)

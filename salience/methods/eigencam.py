@@ -30,10 +30,11 @@ class EigenCam(CamMethod):
         self, cap: Captured, problem: Problem, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
         n, _, h, w = cap.acts.shape
-        feats = cap.acts.flatten(2).transpose(1, 2)  # [n, h*w, channels]
+        acts = cap.acts.to(torch.promote_types(cap.acts.dtype, torch.float32))  # SVD: no fp16
+        feats = acts.flatten(2).transpose(1, 2)  # [n, h*w, channels]
         feats = feats - feats.mean(dim=1, keepdim=True)
         _, _, vh = torch.linalg.svd(feats, full_matrices=False)
         proj = (feats @ vh[:, 0, :, None]).squeeze(2)  # [n, h*w]
-        agree = (vh[:, 0] * cap.acts.flatten(2).mean(2)).sum(1, keepdim=True)
+        agree = (vh[:, 0] * acts.flatten(2).mean(2)).sum(1, keepdim=True)
         proj = torch.where(agree < 0, -proj, proj)
         return proj.view(n, h, w)

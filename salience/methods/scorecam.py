@@ -20,9 +20,12 @@ class ScoreCam(CamMethod):
     as in the authors' code), min-max normalised to [0, 1] and multiplied with the input; the
     target scores of these masked inputs, softmaxed over channels, weight the channels (as
     pytorch-grad-cam does; the paper's baseline score is a constant per image and cancels in
-    that softmax). Forward passes only, over chunks of masked inputs built on the fly. A
-    constant channel masks the input to zero, so all such channels share the score of one
-    all-zero input instead of one pass each.
+    that softmax). Forward passes only, over chunks of masked inputs built on the fly.
+
+    Channels of one image whose maps are equal up to a positive scale and offset give the same
+    mask, so each distinct mask is scored once; constant channels give the all-zero mask, whose
+    score is taken once for the whole batch. On ReLU layers of trained CNNs this skips most
+    passes (about half of EfficientNet-Lite0's 1280 head channels are zero on ImageNet photos).
     """
 
     name = "scorecam"
@@ -34,23 +37,31 @@ class ScoreCam(CamMethod):
     ) -> torch.Tensor:
         target = problem.resolve_target()
         acts = cap.acts
-        n, k = acts.shape[:2]
+        n, k, h, w = acts.shape
         x = problem.x[index]
         size = (int(x.shape[-2]), int(x.shape[-1]))
-        flat = acts.flatten(0, 1)  # [n * k, h, w], row r is channel r % k of image r // k
-        live = (flat.flatten(1).amax(1) > flat.flatten(1).amin(1)).nonzero().squeeze(1)
+        flat = acts.flatten(2).to(torch.promote_types(acts.dtype, torch.float32))  # exact ids
+        lo = flat.amin(2, keepdim=True)
+        span = flat.amax(2, keepdim=True) - lo
+        unit = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny), 0)
+        image = torch.arange(n, device=acts.device, dtype=flat.dtype)[:, None, None].expand(n, k, 1)
+        keys, inverse = torch.unique(
+            torch.cat([image, unit], 2).flatten(0, 1), dim=0, return_inverse=True
+        )
+        owner, maps = keys[:, 0].long(), keys[:, 1:].view(-1, h, w)
+        live = (maps.flatten(1).amax(1) > 0).nonzero().squeeze(1)
         with torch.no_grad():
-            if live.numel() < n * k:
+            if live.numel() < keys.shape[0]:
                 blank = problem.logits(torch.zeros_like(x[:1])).expand(n, -1)
-                scores = target.scores(blank, index).repeat_interleave(k)
+                scores = target.scores(blank, index)[owner]
             else:
-                scores = flat.new_empty(n * k)
+                scores = flat.new_empty(keys.shape[0])
             for a, b in spans(live.numel(), problem.chunk("forward")):
                 rows = live[a:b]
-                image = rows // k
-                masked = x[image].mul_(unit_masks(flat[rows], size))
-                scores[rows] = target.scores(problem.logits(masked), index[image]).to(scores.dtype)
-        weights = torch.softmax(scores.view(n, k), dim=1)
+                masked = x[owner[rows]].mul_(unit_masks(maps[rows], size))
+                logits = problem.logits(masked)
+                scores[rows] = target.scores(logits, index[owner[rows]]).to(scores.dtype)
+        weights = torch.softmax(scores[inverse].view(n, k), dim=1)
         return (weights[:, :, None, None] * acts).sum(1)
 
 
