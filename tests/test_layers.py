@@ -10,7 +10,7 @@ from torch import nn
 
 import salience
 from salience._guard import hook_count
-from salience.errors import SalienceError
+from salience.errors import SalienceError, UnsupportedModelError
 from salience.models.layers import (
     auto_layer,
     infer_prefix,
@@ -191,3 +191,10 @@ def test_score_independent_of_layer_is_a_clear_error() -> None:
     model.conv1.register_forward_pre_hook(lambda _m, inp: (model.side(inp[0]), None)[1])
     with pytest.raises(SalienceError, match="does not depend on layer 'side'"):
         salience.explain(model, torch.randn(1, 3, 64, 64), 0, method="gradcam", layer="side")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_torchscript_model_is_a_clear_error() -> None:
+    model = torch.jit.script(torchvision.models.resnet18(num_classes=3).eval())
+    with pytest.raises(UnsupportedModelError, match="TorchScript"):
+        salience.explain(model, torch.randn(1, 3, 32, 32), method="gradcam")

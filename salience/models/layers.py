@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from salience._guard import Hooks
-from salience.errors import SalienceError
+from salience.errors import SalienceError, UnsupportedModelError
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,11 @@ def _transformer_layer(model: nn.Module) -> nn.Module | None:
 
 def _probe(model: nn.Module, x: torch.Tensor) -> _Probe:
     """Run one image through ``model`` recording every module's calls and output shape."""
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UnsupportedModelError(
+            "CAM methods read a layer through forward hooks, which TorchScript models do not "
+            "support; load the Python model, or use a gradient or perturbation method"
+        )
     key = (tuple(x.shape[1:]), x.dtype, x.device.type)
     ids = tuple(id(m) for m in model.modules())
     cached = _probes.setdefault(model, {}).get(key)
