@@ -95,6 +95,8 @@ def measure(
     name, params = _prepare(spec, cam_layer)
     tick = progress or (lambda _step: None)
     method = build_method(name, **params)
+    with seeded(config.seed):  # warm-up: layer probes and chunk sizes are not the method's cost
+        method.explain(model, x[:1], classes[:1])
     _sync(x)
     start = time.perf_counter()
     with seeded(config.seed):
