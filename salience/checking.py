@@ -38,6 +38,16 @@ CAVEAT = (
     "randomization tests (Binder et al., CVPR 2023), and perturbation metrics depend on how "
     "pixels are removed. Compare every method with the random and constant controls."
 )
+DESIGN_NUMBERS = (
+    "randomization_similarity",
+    "deletion_auc",
+    "insertion_auc",
+    "road_morf",
+    "road_lerf",
+    "max_sensitivity",
+    "sparseness",
+    "ms_per_image",
+)
 Progress = Callable[[str], None]
 
 
@@ -214,6 +224,20 @@ def summarise(m: MethodCheck) -> dict[str, Any]:
     return entry
 
 
+def failed(spec: str, reason: str) -> dict[str, Any]:
+    """The report entry of a method that could not run on this model."""
+    name = parse_method_spec(spec)[0]
+    entry: dict[str, Any] = dict.fromkeys(DESIGN_NUMBERS)
+    entry.update(
+        spec=spec,
+        control=False,
+        trusted=False,
+        error=reason,
+        verdict=f"{name}: could not run on this model ({reason})",
+    )
+    return entry
+
+
 def judge(entry: dict[str, Any], name: str, random: dict[str, Any], config: CheckConfig) -> None:
     """Set ``trusted`` and a plain-words ``verdict`` from the method's and the random
     control's numbers."""
@@ -290,20 +314,26 @@ def run_check(
     controls = [c for c in CONTROLS if c not in methods]
     entries: dict[str, dict[str, Any]] = {}
     for spec in dict.fromkeys([*methods, *controls]):
-        measured = measure(
-            model,
-            x,
-            spec,
-            classes,
-            config,
-            control=spec in controls,
-            cam_layer=cam_layer,
-            progress=progress,
-        )
-        entries[spec if ":" in spec else measured.name] = summarise(measured)
+        label = spec if ":" in spec else parse_method_spec(spec)[0]
+        try:
+            measured = measure(
+                model,
+                x,
+                spec,
+                classes,
+                config,
+                control=spec in controls,
+                cam_layer=cam_layer,
+                progress=progress,
+            )
+        except SalienceError as exc:  # e.g. a CAM on a model without spatial layers
+            entries[label] = failed(spec, str(exc))
+            continue
+        entries[label] = summarise(measured)
     random = entries["random"]
     for label, entry in entries.items():
-        judge(entry, label, random, config)
+        if "error" not in entry:
+            judge(entry, label, random, config)
     return {
         "model": model_name or type(model).__name__,
         "samples": int(x.shape[0]),

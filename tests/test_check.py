@@ -82,6 +82,16 @@ def test_the_maps_of_a_faithful_method_beat_the_random_control() -> None:
     assert g["road_lerf_minus_morf"] > r["road_lerf_minus_morf"] + 0.1
 
 
+def test_a_method_that_cannot_run_is_reported_not_fatal() -> None:
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 3))  # no spatial layer for a CAM
+    report = run_check(flat, torch.rand(2, 3, 8, 8), ["gradient", "gradcam"], config=FAST)
+    cam = report["methods"]["gradcam"]
+    assert cam["trusted"] is False and "could not run on this model" in cam["verdict"]
+    assert cam["deletion_auc"] is None and "spatial" in cam["error"]
+    assert report["methods"]["gradient"]["deletion_auc"] is not None
+    assert "could not run" in render(report)
+
+
 def entry(sim: float, gap: float, road: float, sens: float = 0.1) -> dict[str, object]:
     return {
         "control": False,

@@ -218,6 +218,12 @@ def render(report: dict[str, Any]) -> str:
         f"<p class='note'>{html.escape(report.get('caveat', ''))}</p>",
     ]
     for name, e in methods.items():
+        if "error" in e:
+            parts += [
+                f"<h2 id='{html.escape(name)}'>{html.escape(name)}</h2>",
+                f"<div class='verdict untrusted'>{html.escape(e['verdict'])}</div>",
+            ]
+            continue
         parts += [
             f"<h2 id='{html.escape(name)}'>{html.escape(name)}</h2>",
             f"<div class='verdict {'trusted' if e['trusted'] else 'untrusted'}'>"
