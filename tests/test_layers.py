@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 from torch import nn
 
@@ -198,3 +199,23 @@ def test_torchscript_model_is_a_clear_error() -> None:
     model = torch.jit.script(torchvision.models.resnet18(num_classes=3).eval())
     with pytest.raises(UnsupportedModelError, match="TorchScript"):
         salience.explain(model, torch.randn(1, 3, 32, 32), method="gradcam")
+
+
+def test_channels_last_swin_is_read_as_maps() -> None:
+    torch.manual_seed(0)
+    model = SwinTransformer(
+        img_size=64,
+        patch_size=4,
+        window_size=4,
+        embed_dim=16,
+        depths=(1, 1),
+        num_heads=(1, 1),
+        num_classes=5,
+    ).eval()
+    x = torch.randn(2, 3, 64, 64)
+    layer = auto_layer(model, x)
+    assert (layer.name, layer.channels_last, layer.channel_dim) == ("norm", True, -1)
+    out = torch.randn(2, 8, 8, 32)
+    assert torch.equal(layer.maps(out, 64, 64)[:, 5, 2, 3], out[:, 2, 3, 5])
+    # convolutions stay channels-first, even in a channels-last model
+    assert not resolve_layer(model, "patch_embed.proj", x).channels_last

@@ -30,6 +30,7 @@ from pytorch_grad_cam import (
 from pytorch_grad_cam.ablation_layer import AblationLayerVit
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer as TimmViT
 from torch import nn
 
@@ -68,10 +69,10 @@ class ZeroAblationVit(AblationLayerVit):
     layer's minimum is not 0, as for LayerNorm outputs)."""
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.activations.transpose(1, 2)
+        out = self.activations.transpose(1, -1)
         for i in range(out.shape[0]):
             out[i, self.indices[i], :] = 0
-        return out.transpose(2, 1)
+        return out.transpose(-1, 1)
 
 
 class AlignedUpsample(nn.Module):
@@ -391,6 +392,29 @@ def test_parity_timm_vit_with_register_tokens(
     ref_model = copy.deepcopy(reg_vit)
     ref = grad_cam_raw(method, ref_model, ref_model.blocks[-1].norm1, x, classes, vit_tokens(4, 5))
     ours = salience.explain(reg_vit, x, classes, method=method)
+    assert_parallel(ours, upsampled(ref, x.shape[-2:]))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "hirescam", "ablationcam"])
+def test_parity_channels_last_swin(method: str) -> None:
+    torch.manual_seed(0)
+    model = SwinTransformer(
+        img_size=64,
+        patch_size=4,
+        window_size=4,
+        embed_dim=16,
+        depths=(1, 1),
+        num_heads=(1, 1),
+        num_classes=5,
+    ).eval()
+    x = torch.randn(2, 3, 64, 64)
+    classes = model(x).argmax(1).tolist()
+    ref_model = copy.deepcopy(model)
+    kw = {"ablation_layer": ZeroAblationVit()} if method == "ablationcam" else {}
+    ref = grad_cam_raw(
+        method, ref_model, ref_model.norm, x, classes, lambda t: t.permute(0, 3, 1, 2), **kw
+    )
+    ours = salience.explain(model, x, classes, method=method)
     assert_parallel(ours, upsampled(ref, x.shape[-2:]))
 
 

@@ -17,7 +17,7 @@ from salience._guard import Hooks
 from salience.errors import SalienceError
 from salience.methods._base import Attribution, Problem
 from salience.methods._batching import Kind, spans
-from salience.models.layers import CamLayer, resolve_layer, tokens_to_grid
+from salience.models.layers import CamLayer, resolve_layer
 
 
 @dataclass
@@ -52,11 +52,9 @@ def capture(
         hooks.remove()
         scores = problem.target_scores(logits, index, clean)
         grads = _layer_grad(scores, store[0], layer) if grad else None
-    acts = store[0].detach()
-    if layer.prefix_tokens is not None:
-        h, w = inputs.shape[-2:]
-        acts = tokens_to_grid(acts, layer.prefix_tokens, h, w)
-        grads = None if grads is None else tokens_to_grid(grads, layer.prefix_tokens, h, w)
+    h, w = inputs.shape[-2:]
+    acts = layer.maps(store[0].detach(), h, w)
+    grads = None if grads is None else layer.maps(grads, h, w)
     return Captured(acts, grads, scores.detach())
 
 

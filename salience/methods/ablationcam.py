@@ -42,7 +42,7 @@ class AblationCam(CamMethod):
         n, k = acts.shape[:2]
         if layer.prefix_tokens is None:
             live = acts.flatten(2).ne(0).any(2)
-        else:
+        else:  # the dropped class and register tokens are zeroed too
             live = torch.ones(n, k, dtype=torch.bool, device=acts.device)
         ablated = cap.scores[:, None].repeat(1, k)
         shared = True
@@ -76,10 +76,10 @@ def _ablate(
 
     def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
         out = out.expand(m, *out.shape[1:]).clone()
-        if layer.prefix_tokens is None:
+        if layer.channel_dim == 1:
             out[rows, channels] = 0
         else:
-            out[rows, :, channels] = 0
+            out[rows, ..., channels] = 0
         return out
 
     inputs = image if shared else image.expand(m, -1, -1, -1)

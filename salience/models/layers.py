@@ -3,7 +3,9 @@
 CNNs: the last module (in execution order) whose output is a spatial map ``[N, C, h, w]``
 with h, w > 1. Vision transformers (torchvision ``VisionTransformer``, timm ViT/DeiT/EVA-style
 models with ``blocks``): the first norm of the last block, i.e. the token sequence entering the
-last attention, reshaped to its patch grid with class and register tokens dropped.
+last attention, reshaped to its patch grid with class and register tokens dropped. Models that
+declare channels-last features (timm's ``output_fmt == "NHWC"``, e.g. Swin) have their
+``[N, h, w, C]`` outputs read as maps too.
 
 Layer facts (which modules run, how often, and the shape of what they return) come from one
 hooked forward pass of a single image, cached per model and input shape.
@@ -25,11 +27,23 @@ from salience.errors import SalienceError, UnsupportedModelError
 
 @dataclass(frozen=True)
 class CamLayer:
-    """A module to explain and, for token sequences, how many leading tokens to drop."""
+    """A module to explain and how to read its output as ``[N, C, h, w]`` maps."""
 
     module: nn.Module
     name: str
-    prefix_tokens: int | None = None  # None: output is already [N, C, h, w]
+    prefix_tokens: int | None = None  # tokens [N, T, D]: leading tokens to drop; None: not tokens
+    channels_last: bool = False  # [N, h, w, C] instead of [N, C, h, w]
+
+    @property
+    def channel_dim(self) -> int:
+        """The dimension of the raw output that holds the channels (features)."""
+        return -1 if self.prefix_tokens is not None or self.channels_last else 1
+
+    def maps(self, out: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The layer's raw output (for a ``height`` x ``width`` input) as ``[N, C, h, w]``."""
+        if self.prefix_tokens is not None:
+            return tokens_to_grid(out, self.prefix_tokens, height, width)
+        return out.permute(0, 3, 1, 2) if self.channels_last else out
 
 
 @dataclass(frozen=True)
@@ -81,8 +95,12 @@ def auto_layer(model: nn.Module, x: torch.Tensor) -> CamLayer:
     probe = _probe(model, x)
     for name in reversed(probe.order):
         s = probe.shapes[name]
-        if probe.calls[name] == 1 and s is not None and len(s) == 4 and s[2] > 1 and s[3] > 1:
-            return CamLayer(model.get_submodule(name), name)
+        if probe.calls[name] != 1 or s is None or len(s) != 4:
+            continue
+        module = model.get_submodule(name)
+        last = _channels_last(model, module, s, x)
+        if min(s[1:3] if last else s[2:]) > 1:
+            return CamLayer(module, name, channels_last=last)
     raise SalienceError(
         "found no layer with a spatial output [N, C, h, w] for CAM methods; pass layer= "
         "a module or its dotted name"
@@ -156,7 +174,7 @@ def _checked(model: nn.Module, module: nn.Module, name: str, x: torch.Tensor) ->
     if shape is None:
         raise SalienceError(f"layer {name!r} does not return a tensor; pick another layer")
     if len(shape) == 4:
-        return CamLayer(module, name)
+        return CamLayer(module, name, channels_last=_channels_last(model, module, shape, x))
     if len(shape) != 3:
         raise SalienceError(
             f"layer {name!r} returns shape {shape}; CAMs need [N, C, h, w] or tokens [N, T, D]"
@@ -168,6 +186,16 @@ def _checked(model: nn.Module, module: nn.Module, name: str, x: torch.Tensor) ->
     if known is not None and patch_grid(shape[1] - int(known), height, width) is not None:
         return CamLayer(module, name, int(known))
     return CamLayer(module, name, infer_prefix(shape[1], height, width))
+
+
+def _channels_last(
+    model: nn.Module, module: nn.Module, shape: tuple[int, ...], x: torch.Tensor
+) -> bool:
+    """A 4-d output is [N, h, w, C] when the model declares channels-last features, the module
+    is not a convolution, and (h, w) is a grid over the input."""
+    if getattr(model, "output_fmt", None) != "NHWC" or isinstance(module, nn.Conv2d):
+        return False
+    return patch_grid(shape[1] * shape[2], x.shape[-2], x.shape[-1]) == (shape[1], shape[2])
 
 
 def infer_prefix(tokens: int, height: int, width: int, max_prefix: int = 16) -> int:
