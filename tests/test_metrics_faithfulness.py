@@ -61,6 +61,23 @@ def test_deletion_and_insertion_of_the_oracle_map_in_closed_form() -> None:
     assert r.value == pytest.approx(s0 * (1 - f / 2), rel=1e-12)
 
 
+def test_pointing_game_of_the_oracle_map_hits_and_its_reverse_misses() -> None:
+    masks = region().expand(2, H, W)
+    assert M.pointing_game(oracle(), masks, tolerance=0).value == 1.0
+    # the reverse map peaks at (0, 0); the region starts at row 4, column 2: 4.47 px away
+    assert M.pointing_game(1 - oracle(), masks, tolerance=4).value == 0.0
+    assert M.pointing_game(1 - oracle(), masks, tolerance=4.5).value == 1.0
+    assert M.relevance_mass(oracle(), masks).value == 1.0
+
+
+def test_every_registered_metric_is_a_function_of_salience_metrics() -> None:
+    import salience
+
+    for name in M.list_metrics():
+        assert getattr(salience.metrics, name) is M.get_metric(name)
+        assert name in M.__all__
+
+
 def test_deletion_with_softmax_matches_the_probability_curve() -> None:
     gain = 0.1
     model, x = RegionModel(region(), gain), ones(1)

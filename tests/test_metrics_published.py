@@ -9,7 +9,9 @@
   photo (Adebayo's erratum) but ranks pixels differently; IG, which multiplies by the input,
   then keeps more of its ranking.
 - Petsiuk et al. (2018): Grad-CAM and RISE pick out pixels that matter: their insertion minus
-  deletion gap is clearly above the ``random`` control's.
+  deletion gap is clearly above the ``random`` control's (16 photos: Grad-CAM 0.35, RISE with
+  1000 masks 0.43, random 0.18; random's gap is not 0 because deleting scattered pixels to the
+  mean colour destroys a photo faster than inserting them into a blurred one restores it).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import salience.metrics as M
 from salience.errors import SalienceError
 
 pytestmark = pytest.mark.slow
-IMAGES = 8
+IMAGES = 16  # evenly spread over the 500 classes; per-image gaps vary a lot (0.0 to 0.9)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,7 @@ def test_guided_backprop_survives_cascading_randomization(
     photos: tuple[torch.nn.Module, torch.Tensor],
 ) -> None:
     model, x = photos
+    x = x[::2]  # 8 images are enough here (and IG is costly)
     curves = {}
     for method, params in (
         ("guided_backprop", None),
