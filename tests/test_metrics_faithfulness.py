@@ -119,12 +119,15 @@ def test_gaussian_blur_is_normalised_and_separable() -> None:
     assert torch.allclose(out, ref, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["deletion", "insertion", "pixel_flipping", "aopc"])
+@pytest.mark.parametrize("name", ["deletion", "insertion", "pixel_flipping", "aopc", "infidelity"])
 def test_perturbation_curves_batched_equal_one_by_one(tiny_cnn: nn.Module, name: str) -> None:
     x = torch.randn(3, 3, 12, 12, dtype=torch.float64)
     s = torch.randn(3, 12, 12, dtype=torch.float64)
     fn = M.get_metric(name)
-    kwargs = {"steps": 10} if name != "aopc" else {"patch": 3, "regions": 10}
+    kwargs = {
+        "aopc": {"patch": 3, "regions": 10},
+        "infidelity": {"samples": 7, "perturbation": "square", "square": 4},
+    }.get(name, {"steps": 10})
     full = fn(tiny_cnn, x, s, **kwargs)
     small = fn(tiny_cnn, x, s, batch_size=1, **kwargs)
     assert torch.allclose(full.scores, small.scores, atol=1e-12)

@@ -24,7 +24,6 @@ from salience.metrics._common import (
     check_batch,
     class_scores,
     forward_rows,
-    generator,
     logits_of,
     resolve_classes,
 )
@@ -37,34 +36,33 @@ YEH = "Yeh et al., On the (in)fidelity and sensitivity of explanations, NeurIPS 
 
 def _perturbations(
     x: torch.Tensor,
+    img: torch.Tensor,
+    rows: torch.Tensor,
     per_channel: bool,
     kind: str,
     noise: float,
     square: int,
-    samples: int,
-    gen: torch.Generator,
+    seed: int,
 ) -> torch.Tensor:
-    """I for every (image, sample) row, ``[N * samples, C or 1, H, W]``."""
-    n, c, h, w = x.shape
-    rows = n * samples
-    if kind == "gaussian":
-        ch = c if per_channel else 1
-        return noise * torch.randn((rows, ch, h, w), generator=gen, device=x.device, dtype=x.dtype)
-    if kind == "square":
-        if not 1 <= square <= min(h, w):
-            raise SalienceError(f"square must be between 1 and {min(h, w)}")
-        top = torch.randint(0, h - square + 1, (rows,), generator=gen, device=x.device)
-        left = torch.randint(0, w - square + 1, (rows,), generator=gen, device=x.device)
-        yy = torch.arange(h, device=x.device)[None, :, None]
-        xx = torch.arange(w, device=x.device)[None, None, :]
-        inside = (
-            (yy >= top[:, None, None])
-            & (yy < top[:, None, None] + square)
-            & (xx >= left[:, None, None])
-            & (xx < left[:, None, None] + square)
-        )
-        return x.repeat_interleave(samples, 0) * inside[:, None].to(x.dtype)
-    raise SalienceError(f"unknown perturbation {kind!r}; choose gaussian or square")
+    """I for the given (image ``img``, row number ``rows``) rows, ``[R, C or 1, H, W]``; each
+    row draws from its own seeded generator, so results do not depend on the chunking."""
+    _, c, h, w = x.shape
+    gen = torch.Generator(device=x.device)
+    out = []
+    for i, r in zip(img.tolist(), rows.tolist(), strict=True):
+        gen.manual_seed(seed * 1_000_003 + r)
+        if kind == "gaussian":
+            shape = (c if per_channel else 1, h, w)
+            out.append(noise * torch.randn(shape, generator=gen, device=x.device, dtype=x.dtype))
+        else:
+            top = int(torch.randint(0, h - square + 1, (1,), generator=gen, device=x.device))
+            left = int(torch.randint(0, w - square + 1, (1,), generator=gen, device=x.device))
+            patch = torch.zeros_like(x[i])
+            patch[:, top : top + square, left : left + square] = x[
+                i, :, top : top + square, left : left + square
+            ]
+            out.append(patch)
+    return torch.stack(out)
 
 
 @register_metric("infidelity", category="faithfulness", direction="lower", paper=YEH)
@@ -94,18 +92,26 @@ def infidelity(
         a = a[:, None]
     if a.ndim != 4 or a.shape[0] != x.shape[0] or a.shape[-2:] != x.shape[-2:]:
         raise SalienceError(f"saliency {tuple(saliency.shape)} does not match x {tuple(x.shape)}")
+    if perturbation not in ("gaussian", "square"):
+        raise SalienceError(f"unknown perturbation {perturbation!r}; choose gaussian or square")
+    if perturbation == "square" and not 1 <= square <= min(x.shape[-2:]):
+        raise SalienceError(f"square must be between 1 and {min(x.shape[-2:])}")
     per_channel = a.shape[1] > 1
     n = x.shape[0]
-    gen = generator(seed, x.device)
+    img = torch.arange(n, device=x.device).repeat_interleave(samples)
+    sums: list[torch.Tensor] = []
     with model_guard(model):
         classes = resolve_classes(model, x, target, output, batch_size)
         with torch.inference_mode():
             clean = class_scores(logits_of(model, x, output), classes, softmax)
-        pert = _perturbations(x, per_channel, perturbation, noise, square, samples, gen)
-        img = torch.arange(n, device=x.device).repeat_interleave(samples)
 
         def make_rows(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
-            return x[img[lo:hi]] - pert[lo:hi], classes[img[lo:hi]]
+            rows = torch.arange(lo, hi, device=x.device)
+            pert = _perturbations(
+                x, img[lo:hi], rows, per_channel, perturbation, noise, square, seed
+            )
+            sums.append((pert * a[img[lo:hi]]).flatten(1).sum(1))
+            return x[img[lo:hi]] - pert, classes[img[lo:hi]]
 
         scores, _ = forward_rows(
             model,
@@ -115,7 +121,7 @@ def infidelity(
             output,
             chunk_size(model, x, "forward", batch_size),
         )
-    predicted = (pert * a[img]).flatten(1).sum(1).view(n, samples).double()
+    predicted = torch.cat(sums).view(n, samples).double()
     actual = (clean.repeat_interleave(samples) - scores).view(n, samples).double()
     beta = torch.ones(n, 1, dtype=torch.float64, device=x.device)
     if scale == "optimal":
