@@ -92,10 +92,12 @@ def test_a_method_that_cannot_run_is_reported_not_fatal() -> None:
     assert "could not run" in render(report)
 
 
-def entry(sim: float, gap: float, road: float, sens: float = 0.1) -> dict[str, object]:
+def entry(full: float, mean: float, gap: float, road: float, sens: float = 0.1) -> dict:
     return {
         "control": False,
-        "randomization_similarity": sim,
+        "randomization_similarity": full,
+        "randomization_mean": mean,
+        "randomization_top": mean,
         "insertion_minus_deletion": gap,
         "road_lerf_minus_morf": road,
         "max_sensitivity": sens,
@@ -105,22 +107,29 @@ def entry(sim: float, gap: float, road: float, sens: float = 0.1) -> dict[str, o
 
 
 def test_verdicts_follow_the_rules() -> None:
-    random = entry(0.0, 0.05, 0.0)
+    random = entry(0.0, 0.0, 0.05, 0.0)
     cfg = CheckConfig()
-    stuck = entry(0.9, 0.4, 0.3)
+    stuck = entry(0.9, 0.95, 0.4, 0.3)
     judge(stuck, "guided_backprop", random, cfg)
     assert not stuck["trusted"]
-    assert "barely change when the model's weights are randomized" in str(stuck["verdict"])
-    assert str(stuck["verdict"]).startswith("guided_backprop:")
-    unfaithful = entry(0.1, 0.07, 0.3)  # gap within the margin of random
+    assert "barely change when the model's weights are randomized" in stuck["verdict"]
+    assert stuck["verdict"].startswith("guided_backprop:")
+    # low once fully random, but unchanged over most of the cascade: still not trusted
+    late = entry(0.1, 0.6, 0.4, 0.3)
+    judge(late, "m", random, cfg)
+    assert not late["trusted"] and "0.60 on average over the cascade" in late["verdict"]
+    unfaithful = entry(0.1, 0.2, 0.07, 0.3)  # gap within the margin of random
     judge(unfaithful, "m", random, cfg)
-    assert not unfaithful["trusted"] and "no more than a random ranking" in str(
-        unfaithful["verdict"]
-    )
-    good = entry(0.1, 0.3, 0.2, sens=2.0)
+    assert not unfaithful["trusted"]
+    assert "no more than a random ranking" in unfaithful["verdict"]
+    good = entry(0.1, 0.2, 0.3, 0.2, sens=2.0)
     judge(good, "m", random, cfg)
-    assert good["trusted"] and "usable for this model" in str(good["verdict"])
-    assert "max-sensitivity 2.00" in str(good["verdict"])
+    assert good["trusted"] and "usable for this model" in good["verdict"]
+    assert "max-sensitivity 2.00" in good["verdict"]
+    missing = entry(0.1, 0.2, 0.3, 0.2)
+    missing["insertion_minus_deletion"] = None
+    judge(missing, "m", random, cfg)
+    assert not missing["trusted"] and "no number" in missing["verdict"]
 
 
 def test_html_report_is_self_contained() -> None:
