@@ -27,7 +27,6 @@ _COARSEST = 6  # stop coarsening below this size
 _SMOOTH = 1  # Jacobi sweeps before and after the coarse correction
 _OMEGA = 0.8  # Jacobi damping
 _COARSE_SWEEPS = 30
-_CHECK = 1  # test convergence every _CHECK iterations (a device sync on GPUs)
 
 
 def impute(
@@ -44,7 +43,7 @@ def impute(
     replaced by their noisy linear imputation; ``tol`` is CG's relative residual target.
     The noise is ``noise * eps`` with ``eps`` standard normal (drawn from ``generator`` if not
     given)."""
-    m = removed.to(x.dtype)[:, None].expand_as(x)
+    m = removed.to(x.dtype)[:, None]
     solved = harmonic_fill(x, m, tol=tol, max_iter=max_iter)
     if noise > 0:
         if eps is None:
@@ -56,11 +55,10 @@ def impute(
 def harmonic_fill(
     x: torch.Tensor, m: torch.Tensor, *, tol: float = 1e-5, max_iter: int = 200
 ) -> torch.Tensor:
-    """Solve the imputation system (to relative residual ``tol``); ``m`` is 1 on removed pixels."""
-    n, c, h, w = x.shape
-    flat_x = x.reshape(n * c, 1, h, w)
-    levels = _hierarchy(m.reshape(n * c, 1, h, w).contiguous())
-    return _pcg(flat_x, levels, tol, max_iter).view(n, c, h, w)
+    """Solve the imputation system (to relative residual ``tol``); ``m`` ``[N, 1, H, W]`` is 1
+    on removed pixels."""
+    levels = _hierarchy(m[:, :1].contiguous())  # one mask per image, shared by its channels
+    return _pcg(x, levels, tol, max_iter)
 
 
 def _blur(v: torch.Tensor) -> torch.Tensor:
@@ -160,7 +158,8 @@ def _vcycle(levels: list[_Level], r: torch.Tensor, k: int = 0) -> torch.Tensor:
 
 
 def _pcg(x: torch.Tensor, levels: list[_Level], tol: float, max_iter: int) -> torch.Tensor:
-    """Multigrid-preconditioned CG on the removed pixels; kept pixels stay ``x``."""
+    """Multigrid-preconditioned CG on the removed pixels; kept pixels stay ``x``. Every image
+    and channel is its own system: inner products reduce over the pixels only."""
     top = levels[0]
     kept = x * (1 - top.m)
     b = top.m * _neighbours(kept)
@@ -169,19 +168,18 @@ def _pcg(x: torch.Tensor, levels: list[_Level], tol: float, max_iter: int) -> to
     r = b.clone()
     z = _vcycle(levels, r)
     p = z
-    rz = (r * z).sum((1, 2, 3), keepdim=True)
-    limit = (tol * b.flatten(1).norm(dim=1)).clamp_min(tiny).view(-1, 1, 1, 1)
-    for it in range(max_iter):
+    rz = (r * z).sum((2, 3), keepdim=True)
+    limit = (tol * b.flatten(2).norm(dim=2)).clamp_min(tiny)[..., None, None]
+    for _ in range(max_iter):
         ap = top.apply(p)
-        pap = (p * ap).sum((1, 2, 3), keepdim=True)
+        pap = (p * ap).sum((2, 3), keepdim=True)
         alpha = torch.where(pap > 0, rz / pap.clamp_min(tiny), 0.0)
         v = v + alpha * p
         r = r - alpha * ap
-        converged = r.flatten(1).norm(dim=1).view(-1, 1, 1, 1) <= limit
-        if it % _CHECK == _CHECK - 1 and bool(converged.all()):
+        if bool((r.flatten(2).norm(dim=2)[..., None, None] <= limit).all()):
             break
         z = _vcycle(levels, r)
-        rz_new = (r * z).sum((1, 2, 3), keepdim=True)
+        rz_new = (r * z).sum((2, 3), keepdim=True)
         beta = torch.where(rz > 0, rz_new / rz.clamp_min(tiny), 0.0)
         p = z + beta * p
         rz = rz_new
