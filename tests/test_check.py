@@ -118,10 +118,16 @@ def test_verdicts_follow_the_rules() -> None:
     late = entry(0.1, 0.6, 0.4, 0.3)
     judge(late, "m", random, cfg)
     assert not late["trusted"] and "0.60 on average over the cascade" in late["verdict"]
-    unfaithful = entry(0.1, 0.2, 0.07, 0.3)  # gap within the margin of random
+    unfaithful = entry(0.1, 0.2, 0.07, 0.05)  # 0.02 and 0.05 above random: 0.035 < 0.05
     judge(unfaithful, "m", random, cfg)
     assert not unfaithful["trusted"]
     assert "no more than a random ranking" in unfaithful["verdict"]
+    one_sided = entry(0.1, 0.2, 0.4, -0.1)  # far better on deletion/insertion, worse on ROAD
+    judge(one_sided, "m", random, cfg)
+    assert not one_sided["trusted"]
+    roady = entry(0.1, 0.2, 0.05, 0.16)  # equal to random on deletion/insertion, ROAD +0.16
+    judge(roady, "m", random, cfg)
+    assert roady["trusted"]
     good = entry(0.1, 0.2, 0.3, 0.2, sens=2.0)
     judge(good, "m", random, cfg)
     assert good["trusted"] and "usable for this model" in good["verdict"]
