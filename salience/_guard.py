@@ -47,9 +47,8 @@ class Hooks:
     def __enter__(self) -> Hooks:
         return self
 
-    def __exit__(self, *exc: object) -> bool:
+    def __exit__(self, *exc: object) -> None:
         self.remove()
-        return False
 
 
 def hook_count(model: nn.Module) -> int:

@@ -20,5 +20,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     except RuntimeError as exc:
         raise SalienceError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise SalienceError(f"device {device!r} requested but CUDA is not available; use --device cpu")
+        raise SalienceError(
+            f"device {device!r} requested but CUDA is not available; use --device cpu"
+        )
     return resolved

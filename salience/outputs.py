@@ -9,13 +9,13 @@ Pass ``output=`` a key, an index or a callable to choose differently.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Union
+from typing import Any
 
 import torch
 
 from salience.errors import SalienceError
 
-OutputSelector = Union[str, int, Callable[[Any], torch.Tensor], None]
+OutputSelector = str | int | Callable[[Any], torch.Tensor] | None
 
 
 def select_output(raw: Any, selector: OutputSelector = None) -> torch.Tensor:
@@ -56,7 +56,8 @@ def _default(raw: Any) -> Any:
         if len(tensors) == 1:
             return tensors[0]
         raise SalienceError(
-            f"model returned a mapping with keys {list(raw)}; pass output='KEY' to choose the logits"
+            f"model returned a mapping with keys {list(raw)}; "
+            "pass output='KEY' to choose the logits"
         )
     if isinstance(raw, (tuple, list)) and raw:
         return _default(raw[0])

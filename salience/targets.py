@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import torch
 
 from salience.errors import SalienceError
 
-TargetLike = Union[None, int, Sequence[int], torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]
+TargetLike = None | int | Sequence[int] | torch.Tensor | Callable[[torch.Tensor], torch.Tensor]
 
 
 class Target:
@@ -35,7 +34,8 @@ class ClassTarget(Target):
         k = logits.shape[1]
         if int(self.classes.max()) >= k or int(self.classes.min()) < 0:
             raise SalienceError(
-                f"target class {int(self.classes.max())} is out of range for a model with {k} outputs"
+                f"target class {int(self.classes.max())} is out of range "
+                f"for a model with {k} outputs"
             )
         cls = self.classes.to(logits.device)[index.to(logits.device)]
         return logits.gather(1, cls[:, None]).squeeze(1)
@@ -52,7 +52,8 @@ class FunctionTarget(Target):
         if not isinstance(out, torch.Tensor) or out.shape != (logits.shape[0],):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise SalienceError(
-                f"a target callable must return one score per row ([{logits.shape[0]}]), got {shape}"
+                "a target callable must return one score per row "
+                f"([{logits.shape[0]}]), got {shape}"
             )
         return out
 
@@ -90,7 +91,7 @@ def as_target(target: TargetLike, n: int) -> Target:
 
 
 def resolve_predicted(target: Target, logits: torch.Tensor) -> Target:
-    """Turn a :class:`PredictedTarget` into the argmax classes of ``logits`` (of the clean batch)."""
+    """Turn a :class:`PredictedTarget` into the argmax classes of the clean batch's ``logits``."""
     if isinstance(target, PredictedTarget):
         return ClassTarget(logits.detach().argmax(dim=1))
     return target

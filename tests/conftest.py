@@ -12,7 +12,9 @@ import torchvision
 from torch import nn
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-IMAGENET_SAMPLES = Path(os.environ.get("SALIENCE_IMAGENET_SAMPLES", SHARED / "data" / "imagenet-samples"))
+IMAGENET_SAMPLES = Path(
+    os.environ.get("SALIENCE_IMAGENET_SAMPLES", SHARED / "data" / "imagenet-samples")
+)
 
 
 @pytest.fixture(autouse=True)
@@ -52,10 +54,17 @@ def resnet18() -> nn.Module:
 def small_vit() -> nn.Module:
     """A torchvision VisionTransformer small enough for CPU tests (64 px, 16 px patches)."""
     torch.manual_seed(0)
-    return torchvision.models.VisionTransformer(
-        image_size=64, patch_size=16, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64,
+    vit = torchvision.models.VisionTransformer(
+        image_size=64,
+        patch_size=16,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        mlp_dim=64,
         num_classes=10,
-    ).eval()
+    )
+    nn.init.normal_(vit.heads.head.weight, std=0.5)  # torchvision zeroes the head: no gradient
+    return vit.eval()
 
 
 @pytest.fixture

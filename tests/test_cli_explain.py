@@ -235,4 +235,5 @@ def test_torchscript_model_gradient_works_and_cams_say_why_not(
     failed = runner.invoke(app, [*base, "--method", "gradcam"])
     assert failed.exit_code == 2
     last = failed.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: gradcam needs module hooks") and "Traceback" not in failed.output
+    assert last.startswith("error: CAM methods read a layer through forward hooks")
+    assert "TorchScript" in last and "Traceback" not in failed.output

@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_method_table_is_current() -> None:
     script = ROOT / "scripts" / "readme_tables.py"
     result = subprocess.run([sys.executable, str(script), "--check"], cwd=ROOT)
-    assert result.returncode == 0, "README method table is stale: run python scripts/readme_tables.py"
+    assert result.returncode == 0, (
+        "README method table is stale: run python scripts/readme_tables.py"
+    )
 
 
 def test_ci_runs_the_readme_test_command() -> None:

@@ -245,3 +245,21 @@ def test_a_planted_watermark_is_found_in_a_trained_model(tmp_path: Path) -> None
     assert (samples.loc[members, "meta_watermark"] == "True").all()
     for name in names[1:]:
         assert not [c for c in by_class[name]["clusters"] if at_stamp(c)]
+
+
+def test_cli_table_shows_a_class_without_correct_images(tmp_path: Path) -> None:
+    mask = figure_mask()
+    maps = np.repeat(((mask == 1) + 0.1 * (mask == 2)).astype(np.float32)[None], 20, 0)
+    labels = ["chef"] * 10 + ["nurse"] * 10
+    preds = ["chef"] * 10 + ["chef"] * 10  # no nurse is recognised
+    run = write_run(
+        tmp_path / "run", labels, preds, maps, ["chef", "nurse"], np.repeat(mask[None], 20, 0)
+    )
+    res = CliRunner().invoke(app, ["shortcuts", str(run.path)])
+    assert res.exit_code == 0, res.output
+    nurse = next(line for line in res.output.splitlines() if "nurse" in line)
+    assert "0%" in nurse
+    written = json.loads((run.path / "shortcuts.json").read_text())
+    nurse_result = next(c for c in written["classes"] if c["class"] == "nurse")
+    assert nurse_result["region_share"]["uniform"] is None
+    assert nurse_result["reason"].startswith("no correctly classified nurse images")

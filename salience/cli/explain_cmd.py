@@ -130,7 +130,7 @@ def explain(
             maps: dict[str, Any] = {}
             for label, name, _, instance in built:
                 start = time.perf_counter()
-                saliency = _explain(instance, name, loaded.module, x, index)
+                saliency = instance.explain(loaded.module, x, index)[0].cpu().numpy()
                 seconds = time.perf_counter() - start
                 signed = bool(get_method(name).signed or saliency.min() < 0)
                 np.save(folder / f"{label}.npy", saliency)
@@ -174,21 +174,6 @@ def explain(
         f"{out / 'explain.json'}",
         highlight=False,
     )
-
-
-def _explain(
-    instance: Any, name: str, module: torch.nn.Module, x: torch.Tensor, index: int
-) -> np.ndarray:
-    try:
-        saliency: torch.Tensor = instance.explain(module, x, index)
-    except RuntimeError as exc:
-        if "not supported on ScriptModules" not in str(exc):
-            raise
-        raise SalienceError(
-            f"{name} needs module hooks, which TorchScript models do not allow; use a gradient "
-            "or perturbation method, or load the model from Python (package.module:factory)"
-        ) from None
-    return saliency[0].cpu().numpy()
 
 
 def _labels(specs: list[str], names: list[str]) -> list[str]:

@@ -80,18 +80,22 @@ def show(result: dict[str, Any]) -> None:
     table.add_column("clusters (flagged)", justify="right")
     table.add_column("reason")
     for c in result["classes"]:
-        cells = [
-            f"{100 * c['region_share'].get(r, float('nan')):.0f}% / "
-            f"{c['region_density'].get(r, float('nan')):.1f}"
-            for r in regions
-        ]
+        cells = [_share(c["region_share"].get(r), c["region_density"].get(r)) for r in regions]
         flagged = sum(cl["flagged"] for cl in c["clusters"])
+        accuracy = "-" if c["accuracy"] is None else f"{100 * c['accuracy']:.0f}%"
         table.add_row(
             c["class"],
             "[bold red]yes[/]" if c["flagged"] else "no",
-            f"{100 * c['accuracy']:.0f}%",
+            accuracy,
             *cells,
             f"{len(c['clusters'])} ({flagged})",
             c["reason"],
         )
     console.print(table)
+
+
+def _share(share: float | None, density: float | None) -> str:
+    """A region's share of the saliency and its density, or a dash when no image had one."""
+    if share is None or density is None:
+        return "-"
+    return f"{100 * share:.0f}% / {density:.1f}"

@@ -11,6 +11,8 @@ import torch
 from torch import nn
 
 from salience.errors import SalienceError
+
+# isort: off
 from salience.methods import (  # noqa: F401  (imported to register, in this order)
     gradient,
     input_x_gradient,
@@ -35,6 +37,8 @@ from salience.methods import (  # noqa: F401  (imported to register, in this ord
     sobel,
     constant,
 )
+
+# isort: on
 from salience.methods._base import Attribution, Problem, Reduce
 from salience.methods._registry import MethodInfo, get_method, list_methods, method_info
 from salience.outputs import OutputSelector

@@ -123,7 +123,9 @@ class Attribution(ABC):
         """Explain ``target`` for the batch ``x``; returns ``[N, H, W]`` float32 on x's device."""
         check_batch(x)
         if reduce not in REDUCTIONS:
-            raise SalienceError(f"unknown reduce {reduce!r}; choose one of: {', '.join(REDUCTIONS)}")
+            raise SalienceError(
+                f"unknown reduce {reduce!r}; choose one of: {', '.join(REDUCTIONS)}"
+            )
         problem = Problem(model, x.detach(), as_target(target, x.shape[0]), output, self.batch_size)
         with model_guard(model):
             raw = self.attribute(problem)
@@ -148,6 +150,8 @@ def _plain(value: Any) -> Any:
         return value
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
     return repr(value)
 
 
@@ -159,7 +163,9 @@ def check_batch(x: torch.Tensor) -> None:
         hint = " (add a batch dimension with x.unsqueeze(0))" if x.ndim == 3 else ""
         raise SalienceError(f"x must have shape [N, C, H, W], got {tuple(x.shape)}{hint}")
     if not x.is_floating_point():
-        raise SalienceError(f"x must be a floating-point tensor, got {x.dtype}; preprocess it first")
+        raise SalienceError(
+            f"x must be a floating-point tensor, got {x.dtype}; preprocess it first"
+        )
     if x.shape[0] == 0:
         raise SalienceError("x is an empty batch")
     if not bool(torch.isfinite(x).all()):

@@ -57,5 +57,7 @@ def method_info(name: str) -> MethodInfo:
         for p in inspect.signature(cls.__init__).parameters.values()
         if p.name != "self" and p.kind is p.KEYWORD_ONLY
     }
-    doc = (cls.__doc__ or "").strip().splitlines()
-    return MethodInfo(cls.name, cls.family, cls.signed, cls.passes, doc[0] if doc else "", params)
+    summary = " ".join(
+        (cls.__doc__ and inspect.cleandoc(cls.__doc__) or "").split("\n\n")[0].split()
+    )
+    return MethodInfo(cls.name, cls.family, cls.signed, cls.passes, summary, params)

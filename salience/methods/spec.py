@@ -35,7 +35,9 @@ def parse_method_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 def _split(text: str) -> list[str]:
     """Split on commas outside brackets, so ``window=(8,8)`` stays one item."""
-    parts, depth, cur = [], 0, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         depth += ch in "([{"
         depth -= ch in ")]}"
