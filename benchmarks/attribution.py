@@ -54,6 +54,7 @@ class Setup:
     batch: int
     images: int
     threads: int | None
+    channels_last: bool = False
 
 
 # ----------------------------------------------------------------------------- the workload
@@ -69,6 +70,9 @@ def build(setup: Setup) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     x = torch.randn(
         setup.images, 3, setup.size, setup.size, generator=torch.Generator().manual_seed(1)
     )
+    if setup.channels_last:  # every implementation gets the same NHWC model and inputs
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         target = torch.cat(
             [model(x[i : i + setup.batch]).argmax(1) for i in range(0, len(x), setup.batch)]
@@ -439,14 +443,16 @@ def run(args: argparse.Namespace) -> list[Row]:
     names = salience.list_methods() if not args.methods else args.methods.split(",")
     for n in names:
         salience.get_method(n)  # unknown names fail here, listing the known ones
-    probe = Setup(args.size, args.batch, 1, args.threads)
+    probe = Setup(args.size, args.batch, 1, args.threads, args.channels_last)
     model, _, _ = build(probe)
     rows: list[Row] = []
     for name in names:
         passes = passes_per_image(name, model, args.size)
         heavy = passes >= HEAVY_PASSES
         n_img = args.heavy_images if heavy else args.images
-        setup = asdict(Setup(args.size, min(args.batch, n_img), n_img, args.threads))
+        setup = asdict(
+            Setup(args.size, min(args.batch, n_img), n_img, args.threads, args.channels_last)
+        )
         base = {"method": name, "setup": setup, "heavy": heavy, "memory_gb": args.memory_gb}
         ours = _spawn({**base, "impl": "salience"})
         low = _spawn({**base, "impl": "floor"}) if floor(name, passes) is not None else None
@@ -487,6 +493,7 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     title = (
         f"ResNet-18 (random weights), {args.size} px, batch {args.batch}, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+        + (", channels-last" if args.channels_last else "")
     )
     table = Table(title=title, title_justify="left")
     for col, just in [
@@ -549,6 +556,11 @@ def main() -> None:
         type=float,
         default=8.0,
         help="memory limit per measurement; beyond it the row says out of memory",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="NHWC model and inputs for every implementation (compare with a run without)",
     )
     parser.add_argument("--no-peers", action="store_true", help="skip Captum / pytorch-grad-cam")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")

@@ -20,6 +20,7 @@ from torch import nn
 from salience.audit.stats import region_columns, stat_columns
 from salience.data.dataset import Dataset, Item
 from salience.errors import SalienceError
+from salience.models.sources import memory_format
 
 FORMAT = 1
 # Keys of run.json that must match for a rerun to resume instead of being refused.
@@ -222,6 +223,7 @@ def make_plan(
             "weights_sha256": getattr(model, "weights_sha256", None),
             "state_sha256": state_sha256(model.module),
             "cam_layer": model.cam_layer,
+            "memory_format": memory_format(model.module),
         },
         "dataset": {
             "source": dataset.source,

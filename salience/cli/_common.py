@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,6 +26,15 @@ from salience.errors import SalienceError
 
 console = Console()
 err_console = Console(stderr=True)
+
+ChannelsLast = Annotated[
+    bool,
+    typer.Option(
+        "--channels-last",
+        help="Keep the model's weights channels-last (NHWC): faster convolutions on CPUs and "
+        "recent GPUs; maps change only by float rounding.",
+    ),
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")

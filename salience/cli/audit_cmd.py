@@ -14,7 +14,14 @@ import typer
 from rich.table import Table
 
 from salience.cli import app
-from salience.cli._common import console, err_console, print_json, progress, user_errors
+from salience.cli._common import (
+    ChannelsLast,
+    console,
+    err_console,
+    print_json,
+    progress,
+    user_errors,
+)
 
 
 def _workers() -> int:
@@ -65,6 +72,7 @@ def audit(
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 32,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    channels_last: ChannelsLast = False,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -114,7 +122,7 @@ def audit(
     from salience.models import load_model
 
     names = read_class_names(classes) if classes is not None else None
-    loaded = load_model(model, weights, device, preprocess=preprocess)
+    loaded = load_model(model, weights, device, preprocess=preprocess, channels_last=channels_last)
     with progress() as bar:
         tid = bar.add_task("audit", total=None, rate="")
         first = True

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from salience.cli import app
-from salience.cli._common import console, print_json, task, user_errors, write_json
+from salience.cli._common import ChannelsLast, console, print_json, task, user_errors, write_json
 
 
 @app.command()
@@ -52,6 +52,7 @@ def check(
         Path | None, typer.Option("--weights", "-w", help="State-dict file for the model.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    channels_last: ChannelsLast = False,
     preprocess: Annotated[
         str | None,
         typer.Option(
@@ -78,7 +79,7 @@ def check(
 
     specs = list(method or DEFAULT_METHODS)
     config = CheckConfig(steps=steps, layers=layers or None, seed=seed, batch_size=batch_size)
-    loaded = load_model(model, weights, device, preprocess=preprocess)
+    loaded = load_model(model, weights, device, preprocess=preprocess, channels_last=channels_last)
     x, paths = load_batch(data, loaded.preprocess, samples, loaded.device)
     with task("checking", total=units(specs)) as advance:
         report = run_check(

@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from salience.cli import app
-from salience.cli._common import console, print_json, task, user_errors, write_json
+from salience.cli._common import ChannelsLast, console, print_json, task, user_errors, write_json
 from salience.errors import SalienceError
 
 DEFAULT_METHODS = ("gradcam", "integrated_gradients")
@@ -59,6 +59,7 @@ def explain(
         "salience-explain"
     ),
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    channels_last: ChannelsLast = False,
     preprocess: Annotated[
         str | None,
         typer.Option(
@@ -99,7 +100,7 @@ def explain(
             raise SalienceError("give the model with --model SPEC, e.g. --model efficientnet_lite0")
         model = "efficientnet_lite0"
 
-    loaded = load_model(model, weights, device, preprocess=preprocess)
+    loaded = load_model(model, weights, device, preprocess=preprocess, channels_last=channels_last)
     pictures = [load_image(p) for p in paths]  # every image is checked before explaining
     target_index = loaded.class_index(target) if target is not None else None
     labels = _labels(specs, [name for name, _ in parsed])

@@ -57,7 +57,6 @@ def method_info(name: str) -> MethodInfo:
         for p in inspect.signature(cls.__init__).parameters.values()
         if p.name != "self" and p.kind is p.KEYWORD_ONLY
     }
-    summary = " ".join(
-        (cls.__doc__ and inspect.cleandoc(cls.__doc__) or "").split("\n\n")[0].split()
-    )
+    first_paragraph = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0]
+    summary = " ".join(first_paragraph.split())
     return MethodInfo(cls.name, cls.family, cls.signed, cls.passes, summary, params)

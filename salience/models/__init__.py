@@ -14,6 +14,7 @@ from salience.models.sources import (
     imagenet_classes,
     list_sources,
     load_model,
+    memory_format,
     read_state_dict,
     register_source,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "imagenet_classes",
     "list_sources",
     "load_model",
+    "memory_format",
     "parse_preprocess",
     "read_state_dict",
     "register_source",

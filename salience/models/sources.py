@@ -153,17 +153,22 @@ def load_model(
     *,
     preprocess: str | Preprocess | None = None,
     class_names: Sequence[str] | None = None,
+    channels_last: bool = False,
 ) -> LoadedModel:
     """Load ``spec`` (see the module docstring) in eval mode on ``device`` (None: CPU).
 
     ``preprocess`` overrides the source's preprocessing (a :class:`Preprocess` or a preset
     spec such as ``"imagenet:size=160"``); ``class_names`` overrides its class names.
+    ``channels_last`` stores the weights in NHWC order, which convolutions run faster on
+    (benchmarks/attribution.py --channels-last); maps change only by float rounding.
     """
     source = find_source(spec)
     weights_path = _existing(weights, "weights file") if weights is not None else None
     built = source.build(spec, weights_path)
     target = torch.device("cpu") if device is None else resolve_device(device)
     module = built.module.to(target).eval()
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last)
     prep = parse_preprocess(preprocess) if preprocess is not None else built.preprocess
     classes = _probe_classes(module, prep, target, spec)
     names = list(class_names) if class_names is not None else built.class_names
@@ -448,3 +453,12 @@ def _import_target(target: str) -> Any:
         raise SalienceError(
             f"cannot import {exc.name!r} for model {target!r}; install it or write FILE.py:factory"
         ) from None
+
+
+def memory_format(module: nn.Module) -> str:
+    """``"channels_last"`` when the model's 4-d weights are stored NHWC, else ``"contiguous"``."""
+    for p in module.parameters():
+        if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1:
+            nhwc = p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+            return "channels_last" if nhwc else "contiguous"
+    return "contiguous"
