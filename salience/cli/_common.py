@@ -27,6 +27,23 @@ from salience.errors import SalienceError
 console = Console()
 err_console = Console(stderr=True)
 
+MODEL_HELP = (
+    "torchvision:NAME, timm:NAME, FILE.pt (TorchScript), package.module:factory or "
+    "FILE.py:factory, or efficientnet_lite0."
+)
+ModelSpec = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP, show_default=False)]
+Weights = Annotated[
+    Path | None,
+    typer.Option("--weights", "-w", help="State-dict file for the model (loaded weights-only)."),
+]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
+PreprocessSpec = Annotated[
+    str | None,
+    typer.Option(
+        help="Override preprocessing: imagenet, efficientnet_lite, half or unit, "
+        "optionally with :size=,resize=,mean=,std=,interpolation=."
+    ),
+]
 ChannelsLast = Annotated[
     bool,
     typer.Option(

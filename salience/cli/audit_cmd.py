@@ -16,6 +16,10 @@ from rich.table import Table
 from salience.cli import app
 from salience.cli._common import (
     ChannelsLast,
+    Device,
+    ModelSpec,
+    PreprocessSpec,
+    Weights,
     console,
     err_console,
     print_json,
@@ -31,16 +35,7 @@ def _workers() -> int:
 @app.command()
 @user_errors
 def audit(
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            "-m",
-            help="torchvision:NAME, timm:NAME, FILE.pt (TorchScript), "
-            "package.module:factory or FILE.py:factory, or efficientnet_lite0.",
-            show_default=False,
-        ),
-    ],
+    model: ModelSpec,
     data: Annotated[
         Path,
         typer.Option(
@@ -71,7 +66,7 @@ def audit(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 32,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: Device = "auto",
     channels_last: ChannelsLast = False,
     workers: Annotated[
         int | None,
@@ -91,16 +86,8 @@ def audit(
             "(class_name column). Default: the model's, else the data's."
         ),
     ] = None,
-    weights: Annotated[
-        Path | None, typer.Option("--weights", "-w", help="State-dict file for the model.")
-    ] = None,
-    preprocess: Annotated[
-        str | None,
-        typer.Option(
-            help="Override preprocessing: imagenet, efficientnet_lite, half or unit, "
-            "optionally with :size=,resize=,mean=,std=,interpolation=."
-        ),
-    ] = None,
+    weights: Weights = None,
+    preprocess: PreprocessSpec = None,
     ground_truth: Annotated[
         list[str] | None,
         typer.Option(

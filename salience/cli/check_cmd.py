@@ -12,21 +12,24 @@ import typer
 from rich.table import Table
 
 from salience.cli import app
-from salience.cli._common import ChannelsLast, console, print_json, task, user_errors, write_json
+from salience.cli._common import (
+    ChannelsLast,
+    Device,
+    ModelSpec,
+    PreprocessSpec,
+    Weights,
+    console,
+    print_json,
+    task,
+    user_errors,
+    write_json,
+)
 
 
 @app.command()
 @user_errors
 def check(
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            "-m",
-            help="torchvision:NAME, timm:NAME, FILE.pt (TorchScript), package.module:factory "
-            "or FILE.py:factory, or efficientnet_lite0.",
-        ),
-    ],
+    model: ModelSpec,
     data: Annotated[
         Path,
         typer.Option(
@@ -48,18 +51,10 @@ def check(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
         "salience-check"
     ),
-    weights: Annotated[
-        Path | None, typer.Option("--weights", "-w", help="State-dict file for the model.")
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    weights: Weights = None,
+    device: Device = "auto",
     channels_last: ChannelsLast = False,
-    preprocess: Annotated[
-        str | None,
-        typer.Option(
-            help="Override preprocessing: imagenet, efficientnet_lite, half or unit, "
-            "optionally with :size=,resize=,mean=,std=,interpolation=."
-        ),
-    ] = None,
+    preprocess: PreprocessSpec = None,
     steps: Annotated[int, typer.Option(help="Deletion/insertion steps.")] = 20,
     layers: Annotated[
         int, typer.Option(help="Cascading randomization stages (0: one per layer).")

@@ -18,7 +18,18 @@ import typer
 from rich.table import Table
 
 from salience.cli import app
-from salience.cli._common import ChannelsLast, console, print_json, task, user_errors, write_json
+from salience.cli._common import (
+    MODEL_HELP,
+    ChannelsLast,
+    Device,
+    PreprocessSpec,
+    Weights,
+    console,
+    print_json,
+    task,
+    user_errors,
+    write_json,
+)
 from salience.errors import SalienceError
 
 DEFAULT_METHODS = ("gradcam", "integrated_gradients")
@@ -31,18 +42,8 @@ def explain(
     images: Annotated[
         list[Path] | None, typer.Argument(help="Image files to explain.", show_default=False)
     ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="torchvision:NAME, timm:NAME, FILE.pt (TorchScript), package.module:factory "
-            "or FILE.py:factory, or efficientnet_lite0.",
-        ),
-    ] = None,
-    weights: Annotated[
-        Path | None, typer.Option("--weights", "-w", help="State-dict file for the model.")
-    ] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
+    weights: Weights = None,
     method: Annotated[
         list[str] | None,
         typer.Option(
@@ -58,15 +59,9 @@ def explain(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
         "salience-explain"
     ),
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: Device = "auto",
     channels_last: ChannelsLast = False,
-    preprocess: Annotated[
-        str | None,
-        typer.Option(
-            help="Override preprocessing: imagenet, efficientnet_lite, half or unit, "
-            "optionally with :size=,resize=,mean=,std=,interpolation=."
-        ),
-    ] = None,
+    preprocess: PreprocessSpec = None,
     sample: Annotated[
         bool,
         typer.Option(
