@@ -28,7 +28,8 @@ def test_every_method_matches_the_nchw_model(name: str, resnet18: torch.nn.Modul
     x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     kw = {**params(name), "samples": 64} if name == "kernel_shap" else params(name)
     ref = salience.explain(resnet18, x, [1, 2], name, **kw)
-    got = salience.explain(nhwc, x.contiguous(memory_format=torch.channels_last), [1, 2], name, **kw)
+    x_nhwc = x.contiguous(memory_format=torch.channels_last)
+    got = salience.explain(nhwc, x_nhwc, [1, 2], name, **kw)
     assert float((got - ref).norm() / ref.norm().clamp_min(1e-12)) < 1e-3  # relative L2
     assert memory_format(nhwc) == "channels_last"  # left as it was
 
