@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torch import nn
@@ -79,3 +81,10 @@ def make_folder(root: Path, per_class: int = 4, masks: bool = True) -> Path:
     if masks:
         (root / "regions.json").write_text(json.dumps({"1": "head", "2": "uniform"}))
     return root
+
+
+def importable_by_ray_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray workers unpickle a model by importing its module (as a user's model code must be
+    installed on every node): put this folder on their ``PYTHONPATH``."""
+    paths = [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from audit_helpers import CLASSES, make_folder
+import pytest
+from audit_helpers import CLASSES, importable_by_ray_workers, make_folder
 from typer.testing import CliRunner
 
 from salience.cli import app
@@ -108,3 +109,22 @@ def test_read_class_names(tmp_path: Path) -> None:
     assert read_class_names(tmp_path / "c.csv") == ["ant", "bee"]
     (tmp_path / "c.txt").write_text("x\n\ny\n")
     assert read_class_names(tmp_path / "c.txt") == ["x", "y"]
+
+
+def test_cli_ray_executor_writes_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ray")
+    importable_by_ray_workers(monkeypatch)
+    make_folder(tmp_path / "data", per_class=2)
+    args = cli_args(tmp_path, "--executor", "ray", "--shard-size", "2", "--map-size", "8", "--json")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run = Run.open(tmp_path / "run")
+    assert run.status == "complete" and run.manifest["counts"]["shards_done"] == 3
+    assert run.count() == 6 and run.samples().sample_id.is_unique
+
+
+def test_cli_unknown_executor(tmp_path: Path) -> None:
+    make_folder(tmp_path / "data", per_class=1)
+    result = CliRunner().invoke(app, cli_args(tmp_path, "--executor", "dask"))
+    assert result.exit_code == 2
+    assert "Invalid value for '--executor'" in result.output and "'dask'" in result.output

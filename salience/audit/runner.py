@@ -3,9 +3,8 @@
 Decoding runs in DataLoader workers, the model in the calling thread, statistics and writes
 in a writer thread, so the three overlap. Shards are independent ranges of the dataset; a
 rerun of the same command skips the shards on disk and the batches saved under ``.partial/``,
-so a run killed at any moment finishes identical to an uninterrupted one. The same stage
-functions (:class:`DecodeStage`, :func:`attribute`, :func:`assemble`, :class:`ShardWriter`)
-can be mapped over shards by a distributed executor writing the same layout.
+so a run killed at any moment finishes identical to an uninterrupted one. The same session
+runs one shard per task under :mod:`salience.audit.ray_runner`, writing the same layout.
 """
 
 from __future__ import annotations
@@ -33,7 +32,15 @@ from salience.device import resolve_device
 from salience.errors import SalienceError
 from salience.methods import Attribution, build_method, method_info
 from salience.methods.spec import parse_method_spec
-from salience.store.layout import MANIFEST, SUMMARY, complete_shards, read_json, write_json
+from salience.store.layout import (
+    MANIFEST,
+    PARTIAL,
+    SUMMARY,
+    complete_shards,
+    read_json,
+    remove_tree,
+    write_json,
+)
 from salience.store.lock import RunLock
 from salience.store.run import Run
 from salience.store.writer import ShardWriter
@@ -96,6 +103,8 @@ def audit(
     ground_truth: Sequence[str] | None = None,
     progress: Callable[[Progress], None] | None = None,
     root: str | os.PathLike[str] | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Audit ``model`` on ``data`` into the run folder ``out``; returns the summary.
 
@@ -103,7 +112,11 @@ def audit(
     images and at most 256 MB of maps (large map sizes get smaller shards). ``ground_truth``
     names the mask regions that count as the object for Shared Interest (default: all
     annotated regions). ``root`` is the data root of a manifest (default: its folder).
+    ``executor="ray"`` computes the shards as Ray tasks (one shard per task, on the cluster at
+    ``ray_address`` or a local one); the run folder must then be on storage every node sees.
     """
+    if executor not in ("local", "ray"):
+        raise SalienceError(f"unknown executor {executor!r}; use local or ray")
     dataset = (
         data
         if isinstance(data, Dataset)
@@ -131,7 +144,13 @@ def audit(
     with RunLock(run):
         _start(run, plan)
         try:
-            _Session(model, plan, run, built, dev, workers, progress).run()
+            if executor == "ray":
+                from salience.audit.ray_runner import run_on_ray
+
+                run_on_ray(model, plan, run, built, device, progress, address=ray_address)
+            else:
+                _Session(model, plan, run, built, dev, workers, progress).run()
+            remove_tree(run / PARTIAL)  # every shard is written: no batch is needed again
         except BaseException as exc:
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
             _update(run, status="failed", failure=f"{reason}; rerun the same command to resume")
@@ -191,35 +210,39 @@ class _Session:
         device: torch.device,
         workers: int,
         progress: Callable[[Progress], None] | None,
+        shards: Sequence[int] | None = None,
+        record: bool = True,
     ) -> None:
+        """``shards``: the shards this session computes (default: all); ``record``: update
+        ``run.json`` as shards complete (off when several processes share the run)."""
         self.model, self.plan, self.run_dir, self.methods = model, plan, run, methods
         self.device, self.workers, self.progress = device, workers, progress
+        self.shards = range(plan.shards) if shards is None else shards
+        self.record = record
         self.writer = ShardWriter(
             run, plan.meta_columns, plan.manifest["stat_columns"], pattern=bool(plan.regions)
         )
         self.buffers: dict[int, dict[tuple[int, int], Saved]] = {}
         self.queue: queue.Queue[Computed | None] = queue.Queue(maxsize=4)
         self.failure: BaseException | None = None
-        self.shards_done = 0
 
     def run(self) -> None:
         plan = self.plan
-        done = set(complete_shards(self.run_dir)) & set(range(plan.shards))
-        self.shards_done = len(done)
+        wanted = set(self.shards)
+        done = set(complete_shards(self.run_dir)) & wanted
         todo: list[Batch] = []
         finished = sum(len(plan.shard_items(s)) for s in done)
-        for shard in sorted(set(range(plan.shards)) - done):
+        for shard in sorted(wanted - done):
             planned = {(b.start, b.stop) for b in plan.batches(shard)}
             saved = {k: v for k, v in self.writer.load_batches(shard).items() if k in planned}
             self.buffers[shard] = saved
             finished += sum(b - a for a, b in saved)
             todo += [b for b in plan.batches(shard) if (b.start, b.stop) not in saved]
             self._maybe_write(shard)
-        self.total = len(plan.dataset.items)
+        self.total = sum(len(plan.shard_items(s)) for s in wanted)
         self.finished, self.computed, self.t0 = finished, 0, time.perf_counter()
         if todo:
             self._compute(todo)
-        self.writer.clear_partial()
 
     def _compute(self, todo: list[Batch]) -> None:
         plan = self.plan
@@ -346,12 +369,14 @@ class _Session:
         maps = {m: np.concatenate([p[2][m] for p in parts]) for m in parts[0][2]}
         self.writer.write_shard(shard, samples, stats, maps)
         del self.buffers[shard]
-        self.shards_done += 1
-        _update(
-            self.run_dir,
-            counts={
-                "images": len(self.plan.dataset.items),
-                "shards": self.plan.shards,
-                "shards_done": self.shards_done,
-            },
-        )
+        if self.record:
+            record_shards(self.run_dir, self.plan)
+
+
+def record_shards(run: Path, plan: Plan) -> None:
+    """Write the number of complete shards (counted on disk) into ``run.json``."""
+    shards = len(set(complete_shards(run)) & set(range(plan.shards)))
+    _update(
+        run,
+        counts={"images": len(plan.dataset.items), "shards": plan.shards, "shards_done": shards},
+    )

@@ -7,6 +7,7 @@ the same command resumes an interrupted run.
 from __future__ import annotations
 
 import os
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +27,11 @@ from salience.cli._common import (
     progress,
     user_errors,
 )
+
+
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 def _workers() -> int:
@@ -100,6 +106,23 @@ def audit(
         int, typer.Option("--shard-size", min=1, help="Images per stored shard.")
     ] = 1024,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Top classes kept per image.")] = 5,
+    executor: Annotated[
+        Executor,
+        typer.Option(
+            help="local: this process (decoding in --workers processes). ray: one Ray task "
+            "per shard, on the cluster at --ray-address or a local one; use --shard-size "
+            "to make several shards per worker.",
+        ),
+    ] = Executor.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Ray cluster address (default: RAY_ADDRESS, else a local cluster). The run "
+            "folder and the images must be on storage every node sees.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Run a model over labelled images: predictions, saliency maps and their statistics."""
@@ -139,6 +162,8 @@ def audit(
             ground_truth=ground_truth,
             progress=report,
             root=root,
+            executor=executor.value,
+            ray_address=ray_address,
         )
     if json_out:
         print_json(summary)

@@ -414,6 +414,7 @@ def _torchscript(spec: str, weights: Path | None) -> Built:
     return Built(module, arch, Preprocess(), None, weights_path=path)
 
 
+FILE_MODULE_PREFIX = "_salience_model_"  # modules of FILE.py:factory specs, named by path hash
 _FACTORY = re.compile(r"^(?P<target>[\w.]+|.+\.py):(?P<factory>[A-Za-z_]\w*)$")
 
 
@@ -439,7 +440,9 @@ def _factory(spec: str, weights: Path | None) -> Built:
 def _import_target(target: str) -> Any:
     if target.endswith(".py"):
         path = _existing(target, "model file")
-        mod_name = f"_salience_model_{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+        mod_name = (
+            f"{FILE_MODULE_PREFIX}{hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]}"
+        )
         spec = importlib.util.spec_from_file_location(mod_name, path)
         if spec is None or spec.loader is None:
             raise SalienceError(f"cannot import {path}")

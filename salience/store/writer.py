@@ -182,6 +182,3 @@ class ShardWriter:
                 continue
             out[(int(a), int(b))] = (payload["samples"], payload["stats"], maps)
         return out
-
-    def clear_partial(self) -> None:
-        remove_tree(self.run / PARTIAL)
