@@ -74,8 +74,10 @@ def throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     import salience
     from salience.audit import audit
+    from salience.audit.runner import default_workers
     from salience.images import load_image
 
+    cpu = torch.device("cpu")
     model = salience.load_model(args.model, device="cpu")
     classes = model.class_names[:10] or [f"class {i}" for i in range(10)]
     manifest = make_images(work / "tp", args.images, args.image_size, classes)
@@ -110,7 +112,7 @@ def throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "images": args.images,
         "image_size": args.image_size,
         "batch": args.batch,
-        "workers": args.workers,
+        "workers": args.workers if args.workers is not None else default_workers(cpu),
         "threads": torch.get_num_threads(),
         "engine_images_per_s": round(best, 2),
         "engine_runs_images_per_s": [round(before, 2), round(after, 2)],
@@ -202,7 +204,7 @@ def rss(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             bench=str(Path(__file__).parent),
             manifest=str(subset_manifest(manifest, n)),
             out=str(work / f"rss-run-{n}"),
-            workers=args.workers,
+            workers=1 if args.workers is None else args.workers,  # a decoding process's memory too
         )
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
         done = subprocess.run(
@@ -361,7 +363,9 @@ def main() -> None:
     p.add_argument("--images", type=int, default=512, help="throughput images")
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--workers", type=int, default=None, help="decoding processes (default: the audit's)"
+    )
     p.add_argument("--map-size", type=int, default=64)
     p.add_argument(
         "--rss-sizes", type=lambda s: [int(v) for v in s.split(",")], default=[2000, 20000]

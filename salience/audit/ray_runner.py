@@ -3,12 +3,12 @@
 The driver plans the run, holds the writer lock, and records progress in ``run.json``; every
 task gets the model, the plan and the methods once through Ray's object store, computes its
 shard with the same session as the local runner and writes it with the same atomic files. A
-run is therefore identical whichever executor made it, and either one resumes it. The run
-folder and the images must be on storage every node sees (NFS, a mounted bucket), and the
-model's code importable on every node (workers unpickle it by importing its module; the
-code of a ``FILE.py:factory`` model is sent along); the
-cluster is the one at ``address`` (or ``RAY_ADDRESS``), else a local one started for the run
-and stopped after it.
+run is therefore identical whichever executor made it, and either one resumes it.
+
+The run folder and the images must be on storage every node sees (NFS, a mounted bucket), and
+the model's code must be importable on every node: workers unpickle the model by importing
+its module (the code of a ``FILE.py:factory`` model is sent along). The cluster is the one at
+``address`` (or ``RAY_ADDRESS``), else a local one started for the run and stopped after it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from salience.audit.plan import ModelLike, Plan
-from salience.audit.runner import Progress, _Session, record_shards
+from salience.audit.runner import AuditSession, Progress, record_shards
 from salience.device import resolve_device
 from salience.errors import SalienceError
 from salience.methods import Attribution
@@ -54,7 +54,7 @@ def _audit_shard(
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
     torch.set_num_threads(max(1, int(cpus)))
-    session = _Session(
+    session = AuditSession(
         model,
         plan,
         Path(run),

@@ -72,6 +72,17 @@ def parse_map_size(value: int | str | Sequence[int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
+def default_workers(device: torch.device) -> int:
+    """Decoding processes for a local audit. On a GPU: up to 4, leaving a core for the model.
+    On the CPU the model already uses every core and a decoding process takes turns with it
+    (measured on 2 cores, ResNet-18: 0.84 of the engine's speed with one worker, 0.90 with
+    decoding in the main process), so workers start at 8 cores, one per 4 cores, at most 4."""
+    cpus = os.cpu_count() or 1
+    if device.type == "cpu":
+        return min(4, cpus // 4) if cpus >= 8 else 0
+    return min(4, max(0, cpus - 1))
+
+
 def build_methods(
     specs: Sequence[str], cam_layer: str | None
 ) -> tuple[dict[str, Attribution], dict[str, dict[str, Any]]]:
@@ -95,7 +106,7 @@ def audit(
     *,
     batch_size: int = 32,
     device: str | torch.device = "auto",
-    workers: int = 0,
+    workers: int | None = None,
     map_size: int | str | Sequence[int] = 64,
     shard_size: int = 1024,
     class_names: Sequence[str] | None = None,
@@ -112,6 +123,7 @@ def audit(
     images and at most 256 MB of maps (large map sizes get smaller shards). ``ground_truth``
     names the mask regions that count as the object for Shared Interest (default: all
     annotated regions). ``root`` is the data root of a manifest (default: its folder).
+    ``workers`` decoding processes default to :func:`default_workers`.
     ``executor="ray"`` computes the shards as Ray tasks (one shard per task, on the cluster at
     ``ray_address`` or a local one); the run folder must then be on storage every node sees.
     """
@@ -149,7 +161,8 @@ def audit(
 
                 run_on_ray(model, plan, run, built, device, progress, address=ray_address)
             else:
-                _Session(model, plan, run, built, dev, workers, progress).run()
+                n = default_workers(dev) if workers is None else workers
+                AuditSession(model, plan, run, built, dev, n, progress).run()
             remove_tree(run / PARTIAL)  # every shard is written: no batch is needed again
         except BaseException as exc:
             reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
@@ -198,7 +211,7 @@ def _update(run: Path, **fields: Any) -> None:
     write_json(run / MANIFEST, manifest)
 
 
-class _Session:
+class AuditSession:
     """One process's work on a run: what is left, computed and written."""
 
     def __init__(

@@ -6,7 +6,6 @@ the same command resumes an interrupted run.
 
 from __future__ import annotations
 
-import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,10 +31,6 @@ from salience.cli._common import (
 class Executor(str, Enum):
     local = "local"
     ray = "ray"
-
-
-def _workers() -> int:
-    return min(4, max(0, (os.cpu_count() or 1) - 1))
 
 
 @app.command()
@@ -77,7 +72,9 @@ def audit(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Image-decoding processes (default: CPU count - 1, at most 4).",
+            help="Image-decoding processes. Default: on a GPU, CPU count - 1 (at most 4); "
+            "on the CPU, none below 8 cores (the model already uses them all), else one per 4 "
+            "cores (at most 4).",
             min=0,
             show_default=False,
         ),
@@ -154,7 +151,7 @@ def audit(
             method or ["gradcam"],
             batch_size=batch_size,
             device=device,
-            workers=_workers() if workers is None else workers,
+            workers=workers,
             map_size=map_size,
             shard_size=shard_size,
             class_names=names,
