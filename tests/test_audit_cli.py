@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from audit_helpers import CLASSES, importable_by_ray_workers, make_folder
+from audit_helpers import CLASSES, importable_by_ray_workers, make_folder, skip_without_ray_cluster
 from typer.testing import CliRunner
 
 from salience.cli import app
@@ -117,6 +117,7 @@ def test_cli_ray_executor_writes_the_run(tmp_path: Path, monkeypatch: pytest.Mon
     make_folder(tmp_path / "data", per_class=2)
     args = cli_args(tmp_path, "--executor", "ray", "--shard-size", "2", "--map-size", "8", "--json")
     result = CliRunner().invoke(app, args)
+    skip_without_ray_cluster(result.output)
     assert result.exit_code == 0, result.output
     run = Run.open(tmp_path / "run")
     assert run.status == "complete" and run.manifest["counts"]["shards_done"] == 3

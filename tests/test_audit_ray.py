@@ -7,7 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from audit_helpers import TinyModel, importable_by_ray_workers, make_folder
+from audit_helpers import (
+    TinyModel,
+    importable_by_ray_workers,
+    make_folder,
+    skip_without_ray_cluster,
+)
 
 from salience.audit import audit
 from salience.errors import SalienceError
@@ -40,15 +45,19 @@ def test_ray_run_equals_local_run_and_resumes_it(
     expected = audit(TinyModel(), data, local, METHODS, **OPTIONS)  # type: ignore[arg-type]
 
     seen = []
-    got = audit(
-        TinyModel(),
-        data,
-        tmp_path / "ray",
-        METHODS,
-        executor="ray",
-        progress=seen.append,
-        **OPTIONS,  # type: ignore[arg-type]
-    )
+    try:
+        got = audit(
+            TinyModel(),
+            data,
+            tmp_path / "ray",
+            METHODS,
+            executor="ray",
+            progress=seen.append,
+            **OPTIONS,  # type: ignore[arg-type]
+        )
+    except SalienceError as exc:
+        skip_without_ray_cluster(str(exc))
+        raise
     for key in ("images", "accuracy", "confused_pairs", "skipped"):
         assert got[key] == expected[key]
     assert_same_run(Run.open(tmp_path / "ray"), Run.open(local))

@@ -87,7 +87,7 @@ def run_on_ray(
     if started:
         try:
             ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except (OSError, RuntimeError, ValueError) as exc:
             where = address or "a local cluster"
             raise SalienceError(
                 f"could not start or reach Ray at {where} ({exc}); check --ray-address"
