@@ -78,10 +78,9 @@ def run_on_ray(
     progress: Callable[[Progress], None] | None,
     *,
     address: str | None = None,
-    cpus_per_task: int = 1,
 ) -> None:
-    """Compute every shard of ``plan`` not yet on disk as a Ray task (one GPU each when the
-    device is CUDA or ``auto`` on a cluster with GPUs; else ``cpus_per_task`` CPUs)."""
+    """Compute every shard of ``plan`` not yet on disk as a Ray task, each on one CPU (plus
+    one GPU when the device is CUDA, or ``auto`` on a cluster with GPUs)."""
     ray = _ray()
     started = not ray.is_initialized()
     if started:
@@ -103,7 +102,7 @@ def run_on_ray(
             return
         gpus = ray.cluster_resources().get("GPU", 0) > 0
         want_gpu = str(device).startswith("cuda") or (str(device) == "auto" and gpus)
-        options = {"num_gpus": 1, "num_cpus": 1} if want_gpu else {"num_cpus": cpus_per_task}
+        options = {"num_cpus": 1, "num_gpus": 1 if want_gpu else 0}
         for name, module in list(sys.modules.items()):
             if name.startswith(FILE_MODULE_PREFIX):  # FILE.py:factory models: ship their code
                 ray.cloudpickle.register_pickle_by_value(module)

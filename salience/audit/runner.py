@@ -75,7 +75,7 @@ def parse_map_size(value: int | str | Sequence[int]) -> tuple[int, int]:
 def default_workers(device: torch.device) -> int:
     """Decoding processes for a local audit. On a GPU: up to 4, leaving a core for the model.
     On the CPU the model already uses every core and a decoding process takes turns with it
-    (measured on 2 cores, ResNet-18: 0.84 of the engine's speed with one worker, 0.90 with
+    (measured on 2 cores, ResNet-18: 0.84 of the engine's speed with one worker, 0.93 with
     decoding in the main process), so workers start at 8 cores, one per 4 cores, at most 4."""
     cpus = os.cpu_count() or 1
     if device.type == "cpu":
