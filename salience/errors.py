@@ -20,3 +20,11 @@ class UnknownNameError(SalienceError, KeyError):
 
 class UnsupportedModelError(SalienceError):
     """The method cannot be applied to this model, for a stated reason."""
+
+
+class DamagedRunError(SalienceError):
+    """A run file is truncated or corrupt; the message names the file and how to repair it."""
+
+
+class ImageTooLargeError(SalienceError):
+    """An image whose decoded or resized size exceeds the safety caps; it is recorded, not read."""
