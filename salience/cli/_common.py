@@ -1,18 +1,29 @@
-"""Helpers shared by the CLI commands: error reporting, JSON output, progress bars."""
+"""Helpers shared by the CLI commands: error reporting, JSON output, progress bars.
+
+Both consoles print text as it is: rich markup is off, so class names, file names and
+metadata such as ``[/]`` or ``[bold]`` print literally and cannot break a command. Styles are
+given as :class:`rich.text.Text` spans (see :func:`styled`).
+"""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
+import tempfile
+import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
+from click.exceptions import Abort, ClickException
+from click.exceptions import Exit as ClickExit
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,20 +32,27 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from salience.errors import SalienceError
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(markup=False, highlight=False)
+err_console = Console(stderr=True, markup=False, highlight=False)
 
 MODEL_HELP = (
     "torchvision:NAME, timm:NAME, FILE.pt (TorchScript), package.module:factory or "
-    "FILE.py:factory, or efficientnet_lite0."
+    "FILE.py:factory, or efficientnet_lite0. package.module:factory and FILE.py:factory "
+    "import and run that Python code: use them only with code you trust."
 )
 ModelSpec = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP, show_default=False)]
 Weights = Annotated[
     Path | None,
-    typer.Option("--weights", "-w", help="State-dict file for the model (loaded weights-only)."),
+    typer.Option(
+        "--weights",
+        "-w",
+        help="State-dict file for the model, loaded as tensors only: a file that pickles "
+        "Python objects or code is refused, never executed.",
+    ),
 ]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")]
 PreprocessSpec = Annotated[
@@ -57,30 +75,85 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+def styled(text: str, style: str) -> Text:
+    """``text`` in a rich ``style``, for consoles that print without markup."""
+    return Text(text, style=style)
+
+
+def error_line(message: str) -> None:
+    """Print ``error: MESSAGE`` on stderr as one line (the message printed literally)."""
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+
+
+def crash_log(exc: BaseException) -> Path | None:
+    """Write ``exc``'s traceback to a new log file and return its path (None if unwritable)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "salience" / "logs"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    for folder in (base, Path(tempfile.gettempdir()) / "salience-logs"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"crash-{stamp}-{os.getpid()}.log"
+            path.write_text(f"salience {' '.join(sys.argv[1:])}\n\n{text}")
+            return path
+        except OSError:
+            continue
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Print a :class:`SalienceError` (and similar user mistakes) as one line; exit code 2."""
+    """Run a command so that every failure ends as one line on stderr, never a traceback.
+
+    User mistakes (:class:`SalienceError`, missing files) exit with 2; a full disk or memory
+    exhaustion say so and what to do (exit 1); anything else is a bug: one line naming the
+    exception and a log file with the traceback (exit 1). ``SALIENCE_DEBUG=1`` re-raises it.
+    """
 
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except SalienceError as exc:
-            err_console.print(
-                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
-            )
+            error_line(str(exc))
             raise typer.Exit(2) from None
         except FileNotFoundError as exc:
-            err_console.print(
-                f"[bold red]error:[/] file not found: {exc.filename}",
-                highlight=False,
-                soft_wrap=True,
-            )
+            error_line(f"file not found: {exc.filename}")
+            raise typer.Exit(2) from None
+        except PermissionError as exc:
+            error_line(f"permission denied: {exc.filename}; check the file's owner and mode")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]")
+            err_console.print(styled("interrupted", "yellow"))
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, ClickExit, Abort, ClickException):
+            raise  # click prints these itself
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                _internal(exc)
+            where = f" writing {exc.filename}" if exc.filename else ""
+            error_line(f"disk full{where}; free some space and rerun the same command")
+            raise typer.Exit(1) from None
+        except MemoryError:
+            error_line("out of memory; use a smaller --batch-size or fewer images at once")
+            raise typer.Exit(1) from None
+        except Exception as exc:
+            _internal(exc)
 
     return wrapper
+
+
+def _internal(exc: Exception) -> NoReturn:
+    if os.environ.get("SALIENCE_DEBUG"):
+        raise exc
+    log = crash_log(exc)
+    where = f"; the traceback is in {log}" if log else ""
+    error_line(f"internal error ({_one_line(exc)}){where}. Please report it with that file.")
+    raise typer.Exit(1) from None
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -98,7 +171,7 @@ def print_json(payload: Any) -> None:
 def progress(transient: bool = False) -> Progress:
     """A rich progress bar with count, rate-friendly columns and ETA (on stderr)."""
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),

@@ -20,6 +20,7 @@ from salience.cli._common import (
     Weights,
     console,
     print_json,
+    styled,
     task,
     user_errors,
     write_json,
@@ -107,7 +108,8 @@ def check(
     ):
         table.add_column(col, justify="left" if col == "method" else "right")
     for name, e in {**report["methods"], **report["controls"]}.items():
-        trusted = "control" if e["control"] else ("[green]yes" if e["trusted"] else "[red]no")
+        verdict = styled("yes", "green") if e["trusted"] else styled("no", "red")
+        trusted = "control" if e["control"] else verdict
         cells = [
             e[k]
             for k in (
@@ -123,5 +125,5 @@ def check(
         table.add_row(name, trusted, *("n/a" if v is None else f"{v:.3f}" for v in cells))
     console.print(table)
     for e in report["methods"].values():
-        console.print(("[green]" if e["trusted"] else "[red]") + e["verdict"], highlight=False)
+        console.print(styled(e["verdict"], "green" if e["trusted"] else "red"))
     console.print(f"wrote {out / 'report.json'} and {out / 'report.html'}")

@@ -9,7 +9,14 @@ import typer
 from rich.table import Table
 
 from salience.cli import app
-from salience.cli._common import console, err_console, print_json, user_errors, write_json
+from salience.cli._common import (
+    console,
+    err_console,
+    print_json,
+    styled,
+    user_errors,
+    write_json,
+)
 
 
 @app.command()
@@ -97,6 +104,6 @@ def show(result: dict[str, Any]) -> None:
                 r,
                 "-" if v is None else f"{100 * v:+.1f} pts",
                 "-" if floor.get(r) is None else f"{100 * floor[r]:.1f} pts",
-                "[bold]yes[/]" if real else "no",
+                styled("yes", "bold") if real else "no",
             )
         console.print(shift)

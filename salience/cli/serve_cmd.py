@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from salience.cli import app
-from salience.cli._common import console, user_errors
+from salience.cli._common import console, styled, user_errors
 from salience.errors import SalienceError
 
 
@@ -46,10 +46,10 @@ def serve(
     explorer = create_app(runs, token=token, cache_mb=cache_mb)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    console.print(f"[bold]salience explorer[/] serving {len(runs)} run(s) at {url}")
+    console.print(styled("salience explorer", "bold"), f"serving {len(runs)} run(s) at {url}")
     if token:
-        console.print(f"access token: [bold]{token}[/] (send it as ?token= once, or as header "
-                      "X-Salience-Token)")  # fmt: skip
+        console.print("access token:", styled(token, "bold"), "(send it as ?token= once, or as "
+                      "header X-Salience-Token)")  # fmt: skip
     console.print("read-only; press Ctrl+C to stop")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     threading.Thread(target=warm, args=(explorer.state.registry,), daemon=True).start()

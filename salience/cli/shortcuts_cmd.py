@@ -12,7 +12,14 @@ import typer
 from rich.table import Table
 
 from salience.cli import app
-from salience.cli._common import console, err_console, print_json, user_errors, write_json
+from salience.cli._common import (
+    console,
+    err_console,
+    print_json,
+    styled,
+    user_errors,
+    write_json,
+)
 
 
 @app.command()
@@ -85,7 +92,7 @@ def show(result: dict[str, Any]) -> None:
         accuracy = "-" if c["accuracy"] is None else f"{100 * c['accuracy']:.0f}%"
         table.add_row(
             c["class"],
-            "[bold red]yes[/]" if c["flagged"] else "no",
+            styled("yes", "bold red") if c["flagged"] else "no",
             accuracy,
             *cells,
             f"{len(c['clusters'])} ({flagged})",

@@ -247,19 +247,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from ``path`` (safely: weights only), unwrapping common checkpoint dicts
     (``{"state_dict": ...}``, ``{"model": ...}``) and DataParallel ``module.`` prefixes."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "Detected pickle protocol 4 ..."
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
-        if found is None:
-            raise SalienceError(f"cannot read weights {path}: not a torch.save file") from None
-        raise SalienceError(
-            f"{path} pickles Python objects ({found[1]}), which is unsafe to load; "
-            "save model.state_dict() with torch.save and pass that file"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise _refused(path, str(exc)) from None
+    except Exception as exc:  # torch.load raises KeyError, RuntimeError, ... on foreign files
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SalienceError(
-            f"cannot read weights {path} ({first}); is it a torch.save file?"
+            f"cannot read weights {path} ({type(exc).__name__}: {first}); is it a torch.save file?"
         ) from None
     for key in _WRAPPERS:
         if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
@@ -271,6 +267,29 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
     return state
+
+
+_PICKLE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _refused(path: Path, message: str) -> SalienceError:
+    """The error for a file the weights-only unpickler would not load.
+
+    A pickle (bare or inside a torch.save archive) that names Python globals or uses opcodes
+    beyond tensors and containers could run code when loaded: it is refused as unsafe, never
+    executed. Anything else that fails to unpickle is simply not a torch.save file.
+    """
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or "GLOBAL" in message):
+        return SalienceError(f"cannot read weights {path}: not a torch.save file")
+    found = _PICKLE_GLOBAL.search(message)
+    what = f" (it calls {found[1]})" if found else ""
+    return SalienceError(
+        f"refused {path} as unsafe: it pickles Python objects or code{what} that loading "
+        "would execute; weights are read as tensors only. Save model.state_dict() with "
+        "torch.save and pass that file"
+    )
 
 
 def apply_state_dict(
