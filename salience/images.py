@@ -11,12 +11,17 @@ Whatever the file holds, :func:`load_image` returns an 8-bit RGB ``PIL.Image``:
 - 16-bit and 32-bit integer grayscale is scaled to 0..255 from its full range (0..65535);
   float images in 0..1 are scaled by 255, others clipped to 0..255.
 
-Images above ``max_pixels`` (Pillow's decompression-bomb limit by default) are refused before
-they are decoded.
+Two caps keep memory bounded, and both are checked from the header, before any pixel is
+decoded: ``max_pixels`` (width x height, default Pillow's decompression-bomb limit, about
+89 million) and ``max_aspect`` (longer side / shorter side, default 64). A 163-byte PNG of
+1 x 20000 pixels passes the first but, resized so that its shorter side is 256, would need
+gigabytes; it is refused by the second. Both raise :class:`ImageTooLargeError`.
+An image with no finite pixel value (an all-NaN float TIFF) is refused rather than shown black.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from pathlib import Path
@@ -24,12 +29,28 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from salience.errors import SalienceError
+from salience.errors import ImageTooLargeError, SalienceError
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".jfif",
+        ".png",
+        ".bmp",
+        ".gif",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".jp2",
+        ".ico",
+    }
 )
 DEFAULT_MAX_PIXELS: int = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+DEFAULT_MAX_ASPECT: float = 64.0
 _WHITE = (255, 255, 255)
 
 
@@ -37,38 +58,39 @@ def load_image(
     path: str | os.PathLike[str],
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect: float | None = DEFAULT_MAX_ASPECT,
     draft_size: int | None = None,
 ) -> Image.Image:
-    """Open ``path`` as 8-bit RGB (see the module docstring for the conversions).
+    """Open ``path`` as 8-bit RGB (see the module docstring for the conversions and caps).
 
     ``draft_size`` lets JPEG decoding shrink the image by a power of two while both sides stay
     at least that large: much faster for big photos that are resized afterwards anyway.
     """
     p = Path(path)
-    if not p.exists():
-        raise SalienceError(f"image not found: {p}")
-    if p.is_dir():
-        raise SalienceError(f"{p} is a folder, not an image file")
-    if p.stat().st_size == 0:
-        raise SalienceError(f"image {p} is empty (0 bytes)")
+    _check_file(p)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(p) as img:
-                _check_size(p, img.size, max_pixels)
+                check_size(img.size, max_pixels, max_aspect, where=str(p))
                 if draft_size is not None and img.format == "JPEG":
                     img.draft("RGB", (draft_size, draft_size))
                 img.seek(0)
                 img.load()
-                return to_rgb(ImageOps.exif_transpose(img) or img)
+                try:
+                    return to_rgb(ImageOps.exif_transpose(img) or img)
+                except SalienceError as exc:  # to_rgb does not know the path
+                    raise type(exc)(f"{p}: {exc}") from None
     except UnidentifiedImageError:
         raise SalienceError(
             f"{p} is not an image Pillow can read; use JPEG, PNG, BMP, GIF, TIFF or WebP"
         ) from None
     except Image.DecompressionBombError:
-        raise SalienceError(
+        raise ImageTooLargeError(
             f"{p} is too large to decode safely (over {DEFAULT_MAX_PIXELS:,} pixels); resize it"
         ) from None
+    except PermissionError:
+        raise SalienceError(_denied(p)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc).strip() or type(exc).__name__
         raise SalienceError(
@@ -76,14 +98,54 @@ def load_image(
         ) from None
 
 
-def _check_size(path: Path, size: tuple[int, int], max_pixels: int | None) -> None:
+def _denied(p: Path) -> str:
+    return f"{p} cannot be read: permission denied; make it readable (chmod a+r)"
+
+
+def _check_file(p: Path) -> None:
+    """A clear error for what is not a regular, non-empty file (before Pillow sees it)."""
+    try:
+        st = p.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SalienceError(
+                f"symlink loop: {p} is a symbolic link that leads back to itself; remove it"
+            ) from None
+        if p.is_symlink():
+            raise SalienceError(
+                f"image not found: {p} is a symbolic link to {os.readlink(p)!r}, which does "
+                "not exist; fix or remove the link"
+            ) from None
+        if isinstance(exc, PermissionError):
+            raise SalienceError(_denied(p)) from None
+        raise SalienceError(f"image not found: {p}") from None
+    if p.is_dir():
+        raise SalienceError(f"{p} is a folder, not an image file")
+    if st.st_size == 0:
+        raise SalienceError(f"image {p} is empty (0 bytes)")
+
+
+def check_size(
+    size: tuple[int, int],
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect: float | None = DEFAULT_MAX_ASPECT,
+    *,
+    where: str = "the image",
+) -> None:
+    """Raise :class:`ImageTooLargeError` when ``(width, height)`` breaks a cap (see the module
+    docstring); call it before decoding or resizing."""
     w, h = size
     if w <= 0 or h <= 0:
-        raise SalienceError(f"{path} has no pixels ({w}x{h})")
+        raise SalienceError(f"{where} has no pixels ({w}x{h})")
     if max_pixels is not None and w * h > max_pixels:
-        raise SalienceError(
-            f"{path} is {w}x{h} = {w * h:,} pixels, above the limit of {max_pixels:,}; "
+        raise ImageTooLargeError(
+            f"{where} is {w}x{h} = {w * h:,} pixels, above the limit of {max_pixels:,}; "
             "resize it first"
+        )
+    if max_aspect is not None and max(w, h) > max_aspect * min(w, h):
+        raise ImageTooLargeError(
+            f"{where} is {w}x{h}, an aspect ratio of {max(w, h) / min(w, h):,.0f}:1, above the "
+            f"limit of {max_aspect:g}:1 (too large once resized); crop or pad it first"
         )
 
 
@@ -109,14 +171,22 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 def _to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
-    values = arr.astype(np.float64)
+    values = arr.astype(np.float32)  # exact for 16-bit values; half the memory of float64
     if mode == "F":
-        finite = values[np.isfinite(values)]
-        if finite.size and finite.max() <= 1.0 and finite.min() >= 0.0:
-            values = values * 255.0
+        finite = np.isfinite(values)
+        if not finite.any():
+            raise SalienceError(
+                "no finite pixels: every pixel value is NaN or infinite; re-export the image"
+            )
+        low = float(values.min(where=finite, initial=np.inf))
+        high = float(values.max(where=finite, initial=-np.inf))
+        if low >= 0.0 and high <= 1.0:
+            values *= 255.0
+        np.nan_to_num(values, copy=False)  # NaN -> 0; +-inf -> clipped below
     elif values.max(initial=0) > 255:
-        values = values / 257.0  # 0..65535 -> 0..255
-    return np.clip(np.nan_to_num(values), 0, 255).round().astype(np.uint8)
+        values /= 257.0  # 0..65535 -> 0..255
+    np.clip(values, 0, 255, out=values)
+    return np.round(values, out=values).astype(np.uint8)
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:

@@ -62,6 +62,7 @@ def test_folder_without_classes_is_refused(tmp_path: Path) -> None:
 def test_manifest_columns_meta_masks_and_outside_paths(tmp_path: Path) -> None:
     png(tmp_path / "img" / "a.png")
     png(tmp_path / "img" / "b.png")
+    png(tmp_path / "img" / "c.png")
     Image.fromarray(np.full((6, 8), 2, np.uint8)).save(tmp_path / "img" / "a_mask.png")
     (tmp_path / "img" / "a_mask.json").write_text(json.dumps({"2": "uniform"}))
     rows = [
@@ -90,7 +91,7 @@ def test_manifest_columns_meta_masks_and_outside_paths(tmp_path: Path) -> None:
             "boxes": None,
         },
         {
-            "file": str(tmp_path / "img" / "b.png"),
+            "file": str(tmp_path / "img" / "c.png"),
             "class_name": "x",
             "mask": None,
             "split": None,
@@ -111,7 +112,7 @@ def test_manifest_columns_meta_masks_and_outside_paths(tmp_path: Path) -> None:
     assert a.meta == (("meta_camera_model", "X1"),)
     assert b.meta == (("meta_camera_model", None),) and b.boxes == (("head", 0, 0, 2, 2),)
     assert secret.error is not None and "outside the data root" in secret.error
-    assert absolute.path == "img/b.png" and absolute.error is None
+    assert absolute.path == "img/c.png" and absolute.error is None
     assert absolute.warning is not None and "boxes ignored" in absolute.warning
     assert ds.regions() == ["background", "uniform", "head"]
     assert ds.root == tmp_path.resolve() and ds.source_sha256 is not None

@@ -20,7 +20,7 @@ from PIL import Image
 
 from salience.data.dataset import Item
 from salience.data.masks import region_map
-from salience.errors import SalienceError
+from salience.errors import ImageTooLargeError, SalienceError
 from salience.images import load_image
 
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
@@ -44,6 +44,9 @@ _SUFFIX_FORMAT = {
     ".tiff": "TIFF",
 }
 _KINDS = (
+    ("symlink loop", "symlink loop"),
+    ("permission denied", "permission denied"),
+    ("no finite pixels", "no finite pixels"),
     ("empty", "empty file"),
     ("truncated or corrupt", "truncated or corrupt"),
     ("not an image", "not an image"),
@@ -134,9 +137,9 @@ class DecodeStage(torch.utils.data.Dataset[Decoded]):
         path = self.root / item.path
         try:
             img = load_image(path)
-        except SalienceError as exc:
-            text = str(exc).replace(str(path), item.path)
-            out.error = f"{error_kind(text)}: {text}"
+        except SalienceError as exc:  # the kind is read without the path, which may hold any word
+            kind = error_kind(str(exc).replace(str(path), ""))
+            out.error = f"{kind}: {str(exc).replace(str(path), item.path)}"
             return out
         out.width, out.height = img.size
         fmt = sniff_format(path)
@@ -145,6 +148,9 @@ class DecodeStage(torch.utils.data.Dataset[Decoded]):
             out.warnings.append(f"mis-named: {item.path} holds {fmt} data")
         try:
             x = self.preprocess(img)
+        except ImageTooLargeError as exc:
+            out.error = f"too large: {exc}"
+            return out
         except Exception as exc:  # a user-supplied preprocess may raise anything
             out.error = f"preprocess failed: {type(exc).__name__}: {exc}"
             return out

@@ -132,14 +132,26 @@ def map_labels(
 
 
 def sample_ids(items: Sequence[Item]) -> list[str]:
-    """Stable ids: a hash of the relative path (plus the occurrence, for repeated paths)."""
+    """Stable ids: a hash of the relative path (plus the occurrence, for repeated paths); an
+    id already taken (a path that spells another's key) is hashed again until it is unique."""
     seen: Counter[str] = Counter()
+    taken: set[str] = set()
     out = []
     for item in items:
         key = item.path if not seen[item.path] else f"{item.path}\0{seen[item.path]}"
         seen[item.path] += 1
-        out.append(hashlib.sha1(key.encode()).hexdigest()[:16])
+        digest = _sha1(key)
+        while digest in taken:
+            key += "\0"
+            digest = _sha1(key)
+        taken.add(digest)
+        out.append(digest)
     return out
+
+
+def _sha1(key: str) -> str:
+    # surrogatepass: a file name that is not UTF-8 (os.walk's surrogate escapes) still hashes
+    return hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def state_sha256(module: nn.Module) -> str:

@@ -2,14 +2,16 @@
 
 Items come from an image folder (:mod:`salience.data.folders`) or a CSV/Parquet manifest
 (:mod:`salience.data.manifest`); :func:`read_dataset` picks the reader from the path.
-Every path is relative to the root; a path that leaves the root is kept as an item with an
-error, so it is reported and never opened.
+Every path is relative to the root; a path that leaves the root, loops or cannot be stored
+(a NUL byte, a name that is not UTF-8) is kept as an item with an error of the form
+``"<kind>: <detail>"``, so it is reported and never opened.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -92,20 +94,58 @@ def read_dataset(path: str | Path, root: str | Path | None = None) -> Dataset:
     )
 
 
-def relative_to_root(root: Path, path: str) -> tuple[str, str | None]:
-    """``path`` (relative to ``root`` or absolute) as a POSIX path relative to ``root``.
+def printable(text: str) -> str:
+    """``text`` made storable: NUL bytes and undecodable bytes of a file name escaped."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\0", "\\x00")
 
-    Returns ``(relative, None)``, or ``(path, error)`` when it resolves outside the root.
+
+def path_error(text: str) -> str | None:
+    """Why a path cannot be an item (a NUL byte, not UTF-8), or ``None``."""
+    if "\0" in text:
+        return f"bad path: {printable(text)!r} contains a NUL byte; fix the path"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"bad file name: {printable(text)!r} is not valid UTF-8; rename the file"
+    return None
+
+
+def relative_to_root(root: Path, path: str, base: Path | None = None) -> tuple[str, str | None]:
+    """``path`` (relative to ``base``, default ``root``, or absolute) as a POSIX path relative to
+    ``root``.
+
+    Returns ``(relative, None)``, or ``(path, error)`` when it cannot be used: it resolves
+    outside the root, loops, or holds a NUL byte or undecodable bytes.
     """
     text = path.strip()
+    bad = path_error(text)
+    if bad:
+        return printable(text), bad
     candidate = Path(text)
-    full = candidate if candidate.is_absolute() else root / candidate
+    full = candidate if candidate.is_absolute() else (base or root) / candidate
     resolved_root = root.resolve()
     try:
         rel = full.resolve().relative_to(resolved_root)
     except ValueError:
         return text, f"outside root: {text!r} is outside the data root {str(resolved_root)!r}"
+    except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError on a loop
+        return text, f"symlink loop: {text!r} passes through a symbolic link that loops"
     return PurePosixPath(*rel.parts).as_posix(), None
+
+
+def refused(items: list[Item], total_word: str = "rows") -> str | None:
+    """``"3 of 10 rows refused: 2 outside root (e.g. ...), 1 bad path (...)"``, or ``None``."""
+    errors = [i.error for i in items if i.error]
+    if not errors:
+        return None
+    kinds = Counter(e.split(":", 1)[0] for e in errors)
+    example = {e.split(":", 1)[0]: e.split(":", 1)[-1].strip() for e in reversed(errors)}
+    parts = [f"{n} {kind} (e.g. {example[kind]})" for kind, n in kinds.most_common()]
+    return f"{len(errors)} of {len(items)} {total_word} refused: " + "; ".join(parts)
 
 
 def parse_legend(text: str | dict[str, object], where: str) -> Legend:

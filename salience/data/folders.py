@@ -4,7 +4,9 @@
 to their image as ``<stem>.mask.png`` with the legend in ``ROOT/regions.json`` (or a
 ``<stem>.mask.json`` beside the mask). Files whose extension is not an image type are skipped
 and counted in :attr:`Dataset.notes`; extension-less files are read as images, since a file's
-content, not its name, decides how it is decoded.
+content, not its name, decides how it is decoded. A file whose name is not valid UTF-8, a
+symbolic link that loops and one that leaves the root become items with an error (they are
+reported, never opened).
 """
 
 from __future__ import annotations
@@ -13,27 +15,10 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from salience.data.dataset import Dataset, Item, Legend, load_legend_file
+from salience.data.dataset import Dataset, Item, Legend, load_legend_file, path_error, printable
 from salience.errors import SalienceError
+from salience.images import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = frozenset(
-    {
-        ".jpg",
-        ".jpeg",
-        ".png",
-        ".bmp",
-        ".gif",
-        ".tif",
-        ".tiff",
-        ".webp",
-        ".ppm",
-        ".pgm",
-        ".pbm",
-        ".jfif",
-        ".jp2",
-        ".ico",
-    }
-)
 MASK_SUFFIX = ".mask.png"
 LEGEND_NAMES = ("regions.json", "legend.json")
 
@@ -52,7 +37,7 @@ def read_folder(root: Path) -> Dataset:
     skipped: Counter[str] = Counter()
     top_level = sum(1 for e in os.scandir(root) if e.is_file() and e.name not in LEGEND_NAMES)
     for cls in classes:
-        for rel, is_outside in _walk(root, root / cls):
+        for rel, error in _walk(root, root / cls):
             name = rel.rsplit("/", 1)[-1]
             lower = name.lower()
             if lower.endswith(MASK_SUFFIX) or lower.endswith(".mask.json"):
@@ -61,8 +46,7 @@ def read_folder(root: Path) -> Dataset:
             if suffix and suffix not in IMAGE_SUFFIXES:
                 skipped[suffix] += 1
                 continue
-            if is_outside:
-                error = f"outside root: {rel!r} links outside the data root {str(root)!r}"
+            if error:
                 items.append(Item(path=rel, label=cls, error=error))
                 continue
             items.append(_with_mask(root, rel, cls, legend))
@@ -79,10 +63,10 @@ def read_folder(root: Path) -> Dataset:
     )
 
 
-def _walk(root: Path, folder: Path) -> list[tuple[str, bool]]:
-    """Relative POSIX paths of the files under ``folder`` (sorted), and whether each one is a
-    symbolic link resolving outside ``root``."""
-    out: list[tuple[str, bool]] = []
+def _walk(root: Path, folder: Path) -> list[tuple[str, str | None]]:
+    """Relative POSIX paths of the files under ``folder`` (sorted), each with the reason it
+    must not be opened (a name that is not UTF-8, a looping link, a link out of ``root``)."""
+    out: list[tuple[str, str | None]] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fname in sorted(filenames):
@@ -90,14 +74,21 @@ def _walk(root: Path, folder: Path) -> list[tuple[str, bool]]:
                 continue
             full = Path(dirpath) / fname
             rel = full.relative_to(root).as_posix()
-            outside = False
-            if full.is_symlink():
-                try:
-                    full.resolve().relative_to(root)
-                except ValueError:
-                    outside = True
-            out.append((rel, outside))
+            error = path_error(rel)
+            if error is None and full.is_symlink():
+                error = _link_error(root, full, rel)
+            out.append((printable(rel), error))
     return out
+
+
+def _link_error(root: Path, link: Path, rel: str) -> str | None:
+    try:
+        link.resolve().relative_to(root)
+    except ValueError:
+        return f"outside root: {rel!r} links outside the data root {str(root)!r}"
+    except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError on a loop
+        return f"symlink loop: {rel!r} is a symbolic link that leads back to itself"
+    return None
 
 
 def _dataset_legend(root: Path) -> Legend | None:

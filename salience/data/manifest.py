@@ -3,15 +3,22 @@
 Columns: ``path`` (or ``file``, ``filename``, ``image``), ``label`` (or ``class_name``,
 ``class``, ``category``), and optionally ``mask`` (a PNG of region indices), ``legend`` (JSON
 such as ``{"1": "head", "2": "uniform"}``), ``boxes`` (JSON, see :func:`parse_boxes`) and
-``split``. Every other column is metadata, kept as ``meta_<name>``. Paths are relative to the
-manifest's folder, which is the data root. A mask's legend comes from the ``legend`` column,
-else ``<mask stem>.json`` beside the mask, else ``regions.json`` in the root.
+``split``. Every other column is metadata, kept as ``meta_<name>`` (names that normalise alike
+get ``_2``, ``_3``... and a note). Relative paths are relative to the manifest's folder;
+no path may leave the data root, which defaults to the common parent of the manifest's folder
+(when a path is relative) and of the absolute paths. A mask's legend comes from the ``legend``
+column, else ``<mask stem>.json`` beside the mask, else ``regions.json`` in the root.
+
+A row repeating an earlier row's image is refused (``duplicate row``), and every row of an
+image given two different labels is refused (``conflicting labels``): neither is counted twice.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -38,7 +45,8 @@ LEGEND_NAMES = ("regions.json", "legend.json")
 def read_manifest(path: Path, root: Path | None = None) -> Dataset:
     """Items of a manifest, in row order; bad rows become items with an error or a warning.
 
-    Paths are relative to ``root`` (default: the manifest's folder); none may leave it.
+    With ``root``, relative paths are relative to it; without, to the manifest's folder, and
+    the root is :func:`default_root`. No path may leave the root.
     """
     path = path.resolve()
     frame = _read_table(path)
@@ -51,8 +59,11 @@ def read_manifest(path: Path, root: Path | None = None) -> Dataset:
     label_col = next((cols[c] for c in LABEL_COLUMNS if c in cols), None)
     used = {path_col, label_col, *(cols[c] for c in RESERVED if c in cols)}
     meta_cols = [c for c in frame.columns if c not in used]
+    meta_keys, notes = meta_names(meta_cols)
+    base: Path | None = None
     if root is None:
-        root = path.parent
+        base = path.parent
+        root = default_root([_text(v) for v in frame[path_col]], base)
     elif not root.is_dir():
         raise SalienceError(f"data root {str(root)!r} is not a folder")
     root = root.resolve()
@@ -62,12 +73,13 @@ def read_manifest(path: Path, root: Path | None = None) -> Dataset:
     legends: dict[Legend, Legend] = {}  # one shared tuple per distinct legend
     items: list[Item] = []
     records: list[dict[str, Any]] = frame.to_dict("records")  # type: ignore[assignment]
-    for n, row in enumerate(records, start=2 if path.suffix != ".parquet" else 1):
-        items.append(
-            _item(row, n, root, path_col, label_col, cols, meta_cols, default_legend, legends)
-        )
+    first = 1 if path.suffix.lower() in (".parquet", ".pq") else 2
+    columns = _Columns(path_col, label_col, cols, list(zip(meta_keys, meta_cols, strict=True)))
+    for n, row in enumerate(records, start=first):
+        items.append(_item(row, n, root, base, columns, default_legend, legends))
     if not items:
         raise SalienceError(f"{path.name} has no rows")
+    items = flag_repeats(items, first)
     labels = sorted({i.label for i in items if i.label is not None})
     return Dataset(
         root=root,
@@ -75,8 +87,67 @@ def read_manifest(path: Path, root: Path | None = None) -> Dataset:
         kind="manifest",
         items=items,
         labels=labels,
+        notes=notes,
         source_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
     )
+
+
+def default_root(paths: list[str | None], folder: Path) -> Path:
+    """The common parent of the absolute ``paths`` and, when some are relative (or none is
+    absolute), of the manifest's ``folder``."""
+    parents = {os.path.dirname(os.path.normpath(p)) for p in paths if p and os.path.isabs(p)}
+    parents.discard("")
+    if not parents or any(p and not os.path.isabs(p) for p in paths):
+        parents.add(str(folder))
+    try:
+        return Path(os.path.commonpath(sorted(parents)))
+    except ValueError:  # e.g. paths on different Windows drives
+        return folder
+
+
+def meta_names(columns: list[str]) -> tuple[list[str], list[str]]:
+    """Storage names ``meta_<name>`` of metadata columns, made unique, and a note for each
+    column renamed because its name normalises like an earlier one."""
+    taken: dict[str, str] = {}
+    names: list[str] = []
+    notes: list[str] = []
+    for column in columns:
+        base = name = meta_name(column)
+        k = 2
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        if name != base:
+            notes.append(
+                f"metadata columns {taken[base]!r} and {column!r} both normalise to {base}; "
+                f"{column!r} is stored as {name}"
+            )
+        taken[name] = str(column)
+        names.append(name)
+    return names, notes
+
+
+def flag_repeats(items: list[Item], first: int) -> list[Item]:
+    """Refuse a row repeating an earlier row's image, and every row of an image given
+    different labels (row numbers counted from ``first``)."""
+    rows: dict[str, list[int]] = {}
+    for k, item in enumerate(items):
+        if item.error is None:
+            rows.setdefault(item.path, []).append(k)
+    out = list(items)
+    for rel, ks in rows.items():
+        if len(ks) < 2:
+            continue
+        labels = {items[k].label for k in ks}
+        if len(labels) > 1:
+            shown = ", ".join(f"{items[k].label!r} (row {k + first})" for k in ks[:4])
+            error = f"conflicting labels: {rel!r} is labelled {shown}; keep one row per image"
+            for k in ks:
+                out[k] = dataclasses.replace(items[k], error=error)
+            continue
+        for k in ks[1:]:
+            error = f"duplicate row: row {k + first} repeats {rel!r} of row {ks[0] + first}"
+            out[k] = dataclasses.replace(items[k], error=error)
+    return out
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -86,8 +157,13 @@ def _read_table(path: Path) -> pd.DataFrame:
             return pd.read_parquet(path)
         sep = "\t" if suffix == ".tsv" else ","
         return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+    except UnicodeDecodeError as exc:
+        raise SalienceError(
+            f"cannot read manifest {path.name}: byte {exc.start} is not UTF-8; save it as UTF-8"
+        ) from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise SalienceError(f"cannot read manifest {path.name}: {exc}") from None
+        reason = " ".join(str(exc).split())
+        raise SalienceError(f"cannot read manifest {path.name}: {reason}") from None
 
 
 def _text(value: Any) -> str | None:
@@ -109,21 +185,28 @@ def meta_name(column: str) -> str:
     return "meta_" + (re.sub(r"[^0-9a-zA-Z_]+", "_", str(column).strip()).strip("_").lower() or "x")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Columns:
+    path: str
+    label: str | None
+    lower: dict[str, str]  # lower-case name -> column
+    meta: list[tuple[str, str]]  # (storage name, column)
+
+
 def _item(
     row: dict[str, Any],
     line: int,
     root: Path,
-    path_col: str,
-    label_col: str | None,
-    cols: dict[str, str],
-    meta_cols: list[str],
+    base: Path | None,
+    columns: _Columns,
     default_legend: Legend | None,
     legends: dict[Legend, Legend],
 ) -> Item:
-    meta = tuple((meta_name(c), _text(row[c])) for c in meta_cols)
-    label = _text(row[label_col]) if label_col else None
+    cols = columns.lower
+    meta = tuple((key, _text(row[c])) for key, c in columns.meta)
+    label = _text(row[columns.label]) if columns.label else None
     split = _text(row[cols["split"]]) if "split" in cols else None
-    raw_path = _text(row[path_col])
+    raw_path = _text(row[columns.path])
     if raw_path is None:
         return Item(
             path="",
@@ -132,7 +215,7 @@ def _item(
             meta=meta,
             error=f"missing path: manifest row {line} has no path",
         )
-    rel, error = relative_to_root(root, raw_path)
+    rel, error = relative_to_root(root, raw_path, base)
     if error:
         return Item(path=rel, label=label, split=split, meta=meta, error=error)
     warnings: list[str] = []
@@ -140,7 +223,7 @@ def _item(
     legend: Legend | None = None
     mask_text = _text(row[cols["mask"]]) if "mask" in cols else None
     if mask_text is not None:
-        mask_rel, mask_error = relative_to_root(root, mask_text)
+        mask_rel, mask_error = relative_to_root(root, mask_text, base)
         legend_text = _text(row[cols["legend"]]) if "legend" in cols else None
         try:
             if mask_error:

@@ -4,6 +4,10 @@ A :class:`Preprocess` maps an RGB ``PIL.Image`` to a float tensor ``[3, H, W]``.
 part (:meth:`Preprocess.view`) is also what overlays are drawn on, so a saliency map and the
 picture under it always line up. Presets are named on the command line as
 ``NAME[:key=value,...]``, e.g. ``imagenet:size=160``.
+
+Resizing is capped: an image whose resized longer side would exceed ``max_side`` (default
+16384, which a 64:1 image reaches at ``resize=256``) is refused with
+:class:`~salience.errors.ImageTooLargeError` before anything is allocated.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from salience.errors import SalienceError
+from salience.errors import ImageTooLargeError, SalienceError
 from salience.images import to_rgb
 
+DEFAULT_MAX_SIDE = 16384
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 _INTERPOLATION = {
@@ -31,7 +36,7 @@ _INTERPOLATION = {
 class Preprocess:
     """Resize the shorter side to ``resize`` (``squash``: both sides; ``None``: straight to
     ``size x size``), center-crop ``size``, scale pixels to 0..1 and normalise with
-    ``mean``/``std`` (given on the 0..1 scale)."""
+    ``mean``/``std`` (given on the 0..1 scale). A resized side above ``max_side`` is refused."""
 
     size: int = 224
     resize: int | None = 256
@@ -39,6 +44,7 @@ class Preprocess:
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bilinear"
     squash: bool = False  # resize to resize x resize ignoring the aspect ratio
+    max_side: int = DEFAULT_MAX_SIDE  # longest resized side accepted (memory cap)
 
     def __post_init__(self) -> None:
         if self.interpolation not in _INTERPOLATION:
@@ -49,26 +55,47 @@ class Preprocess:
             raise SalienceError(
                 f"preprocess needs 0 < size <= resize, got {self.size}, {self.resize}"
             )
+        if self.max_side < max(self.size, self.resize or 0):
+            raise SalienceError(
+                f"preprocess max_side={self.max_side} is below its resize/size; raise max_side"
+            )
         if len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
             raise SalienceError("preprocess mean and std need the same length and std > 0")
 
     def view(self, img: Image.Image) -> Image.Image:
         """The RGB crop the model sees, before scaling and normalisation."""
+        new = self.resized_size(img.size)
         img = to_rgb(img)
         w, h = img.size
-        if self.resize is None:
-            new = (self.size, self.size)
-        elif self.squash:
-            new = (self.resize, self.resize)
-        elif w <= h:  # shorter side to ``resize``, as torchvision does (truncating the other)
-            new = (self.resize, int(self.resize * h / w))
-        else:
-            new = (int(self.resize * w / h), self.resize)
         if new != (w, h):
             img = img.resize(new, _INTERPOLATION[self.interpolation])
         left = round((new[0] - self.size) / 2.0)
         top = round((new[1] - self.size) / 2.0)
         return img.crop((left, top, left + self.size, top + self.size))
+
+    def resized_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """``(width, height)`` after the resize step; :class:`ImageTooLargeError` above
+        ``max_side``."""
+        w, h = size
+        if w < 1 or h < 1:
+            raise SalienceError(f"the image has no pixels ({w}x{h})")
+        if self.resize is None:
+            return (self.size, self.size)
+        if self.squash:
+            return (self.resize, self.resize)
+        # shorter side to ``resize``, as torchvision does (truncating the other)
+        new = (
+            (self.resize, int(self.resize * h / w))
+            if w <= h
+            else (int(self.resize * w / h), self.resize)
+        )
+        if max(new) > self.max_side:
+            raise ImageTooLargeError(
+                f"a {w}x{h} image resized to a shorter side of {self.resize} would be "
+                f"{new[0]}x{new[1]}, above the limit of {self.max_side} pixels a side "
+                "(aspect ratio too large); crop or pad it first"
+            )
+        return new
 
     def normalize(self, img: Image.Image) -> torch.Tensor:
         """An already cropped RGB image -> normalised ``[3, H, W]`` float32."""
@@ -101,6 +128,9 @@ PRESETS: dict[str, Preprocess] = {
 }
 
 
+_OPTIONS = ("size", "resize", "mean", "std", "interpolation", "squash", "max_side")
+
+
 def parse_preprocess(spec: str | Preprocess | None) -> Preprocess:
     """``"imagenet"``, ``"unit:size=64,resize=64"``... -> :class:`Preprocess`."""
     if spec is None:
@@ -114,13 +144,13 @@ def parse_preprocess(spec: str | Preprocess | None) -> Preprocess:
     if base is None:
         raise SalienceError(
             f"unknown preprocessing {name!r}; use one of {', '.join(PRESETS)}, optionally "
-            "with :size=,resize=,mean=,std=,interpolation="
+            "with :size=,resize=,mean=,std=,interpolation=,squash=,max_side="
         )
     fields: dict[str, Any] = {}
     for item in filter(None, (p.strip() for p in _split(rest))):
         key, eq, value = item.partition("=")
         key = key.strip()
-        if not eq or key not in ("size", "resize", "mean", "std", "interpolation", "squash"):
+        if not eq or key not in _OPTIONS:
             raise SalienceError(
                 f"bad preprocessing option {item!r}; write size=224,resize=256,"
                 "mean=(0.5,0.5,0.5),std=(0.5,0.5,0.5),interpolation=bicubic"
