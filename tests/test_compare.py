@@ -175,3 +175,23 @@ def test_compare_cli(tmp_path: Path) -> None:
         "noise_floor",
     }
     assert "silent changes" in res.output and "head" in res.output
+
+
+def test_compare_with_one_image_per_class_says_the_floor_is_missing(tmp_path: Path) -> None:
+    maps_a = np.stack([blob(0.3, 0.5, 0.1), blob(0.6, 0.5, 0.1)]).astype(np.float32)
+    maps_b = np.stack([blob(0.7, 0.5, 0.1), blob(0.6, 0.4, 0.1)]).astype(np.float32)
+    a = write_run(tmp_path / "a", CLASSES, ["chef", "chef"], maps_a, CLASSES)
+    b = write_run(tmp_path / "b", CLASSES, CLASSES, maps_b, CLASSES)
+    result = compare_runs(a, b)
+    assert result["fixed"]["count"] == 1 and result["broken"]["count"] == 0
+    assert result["noise_floor"]["similarity"]["spearman"] is None
+    assert "no class has two images" in result["noise_floor"]["kind"]
+    assert result["silent_changes"]["count"] == 0
+    res = CliRunner().invoke(app, ["compare", str(a.path), str(b.path)])
+    assert res.exit_code == 0, res.output
+    assert "not measured" in res.output
+
+
+def test_similarity_of_no_maps_is_empty() -> None:
+    empty = np.zeros((0, 8, 8))
+    assert all(len(v) == 0 for v in map_similarity(empty, empty).values())

@@ -68,6 +68,8 @@ def map_similarity(
 ) -> dict[str, np.ndarray]:
     """Per-pair Spearman, SSIM and top-k IoU of maps ``[n, h, w]`` (NaN where undefined)."""
     n = len(a)
+    if n == 0:
+        return {k: np.empty(0) for k in ("spearman", "ssim", "topk_iou")}
     fa, fb = a.reshape(n, -1), b.reshape(n, -1)
     ra, rb = rankdata(fa, axis=1), rankdata(fb, axis=1)
     ra -= ra.mean(1, keepdims=True)
@@ -233,7 +235,10 @@ def compare_runs(
     else:
         kind = "bootstrap and other images"
         other = _other_images(ma, labels, params)
-        sim_floor = {"spearman": float(np.nanmedian(other)) if len(other) else float("nan")}
+        finite = other[np.isfinite(other)]
+        sim_floor = {"spearman": float(np.median(finite)) if len(finite) else float("nan")}
+        if not len(finite):
+            kind = "bootstrap only (no class has two images with maps: silent changes need one)"
 
     threshold = sim_floor["spearman"]
     silent_mask = same_pred & np.isfinite(sim["spearman"]) & (sim["spearman"] <= threshold)

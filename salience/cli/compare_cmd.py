@@ -69,9 +69,12 @@ def show(result: dict[str, Any]) -> None:
     head.add_row("balanced accuracy", f"{_pct(bal['a'])} -> {_pct(bal['b'])}")
     head.add_row("fixed / broken", f"{result['fixed']['count']} / {result['broken']['count']}")
     silent = result["silent_changes"]
+    floor_known = result["noise_floor"]["similarity"].get("spearman") is not None
     head.add_row(
         "silent changes",
-        f"{silent['count']} ({_pct(silent['share'])}): same prediction, evidence moved",
+        f"{silent['count']} ({_pct(silent['share'])}): same prediction, evidence moved"
+        if floor_known
+        else "not measured: " + result["noise_floor"]["kind"],
     )
     sim = result["similarity"]
     head.add_row(
