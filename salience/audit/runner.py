@@ -9,12 +9,16 @@ runs one shard per task under :mod:`salience.audit.ray_runner`, writing the same
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from torch.utils.data import DataLoader
 from salience.audit.assemble import Columns, Computed, assemble
 from salience.audit.attribute import attribute
 from salience.audit.decode import DecodeStage, collate, exact_frame
+from salience.audit.lifeline import die_with_parent
 from salience.audit.plan import Batch, ModelLike, Plan, check_resume, make_plan, now
 from salience.audit.summary import summarize
 from salience.data.dataset import Dataset, read_dataset
@@ -43,6 +48,7 @@ from salience.store.layout import (
 )
 from salience.store.lock import RunLock
 from salience.store.run import Run
+from salience.store.verify import damaged_shards
 from salience.store.writer import ShardWriter
 
 SHARD_MAP_BYTES = 256 * 2**20  # a shard's maps are held in memory until it is written
@@ -152,40 +158,82 @@ def audit(
     )
     plan.manifest["mask_frame"] = "preprocess" if exact_frame(model.preprocess) else "whole image"
     run = Path(out).expanduser()
-    run.mkdir(parents=True, exist_ok=True)
-    with RunLock(run):
-        _start(run, plan)
-        try:
-            if executor == "ray":
-                from salience.audit.ray_runner import run_on_ray
+    with _disk_full_in_one_line(run):
+        run.mkdir(parents=True, exist_ok=True)
+        with RunLock(run):
+            if _start(run, plan):
+                discard_damaged(run, plan)
+            try:
+                if executor == "ray":
+                    from salience.audit.ray_runner import run_on_ray
 
-                run_on_ray(model, plan, run, built, device, progress, address=ray_address)
-            else:
-                n = default_workers(dev) if workers is None else workers
-                AuditSession(model, plan, run, built, dev, n, progress).run()
-            remove_tree(run / PARTIAL)  # every shard is written: no batch is needed again
-        except BaseException as exc:
-            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)
-            _update(run, status="failed", failure=f"{reason}; rerun the same command to resume")
-            raise
-        counts = {
-            "images": len(dataset.items),
-            "done": len(dataset.items),
-            "shards": plan.shards,
-            "shards_done": plan.shards,
-        }
-        ShardWriter(
-            run, plan.meta_columns, plan.manifest["stat_columns"], bool(plan.regions)
-        ).write_index()
-        _update(run, status="complete", counts=counts, failure=None)
-        summary = summarize(Run.open(run))
-        write_json(run / SUMMARY, summary)
+                    run_on_ray(model, plan, run, built, device, progress, address=ray_address)
+                else:
+                    n = default_workers(dev) if workers is None else workers
+                    AuditSession(model, plan, run, built, dev, n, progress).run()
+                remove_tree(run / PARTIAL)  # every shard is written: no batch is needed again
+            except BaseException as exc:
+                _record_failure(run, exc)
+                raise
+            counts = {
+                "images": len(dataset.items),
+                "done": len(dataset.items),
+                "shards": plan.shards,
+                "shards_done": plan.shards,
+            }
+            ShardWriter(
+                run, plan.meta_columns, plan.manifest["stat_columns"], bool(plan.regions)
+            ).write_index()
+            _update(run, status="complete", counts=counts, failure=None)
+            summary = summarize(Run.open(run))
+            write_json(run / SUMMARY, summary)
     return summary
 
 
-def _start(run: Path, plan: Plan) -> None:
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextmanager
+def _disk_full_in_one_line(run: Path) -> Iterator[None]:
+    """A full disk (or quota) anywhere in the audit -> one line; the run stays resumable."""
+    try:
+        yield
+    except OSError as exc:
+        if _disk_full(exc):
+            raise SalienceError(
+                f"disk full writing {run}; free space and rerun to resume"
+            ) from None
+        raise
+
+
+def _record_failure(run: Path, exc: BaseException) -> None:
+    """Mark the run failed with the reason; a disk too full to say so leaves it ``running``
+    (resumable either way)."""
+    if isinstance(exc, KeyboardInterrupt):
+        reason = "interrupted"
+    elif _disk_full(exc):
+        reason = "disk full"
+    else:
+        reason = str(exc)
+    with contextlib.suppress(OSError):
+        _update(run, status="failed", failure=f"{reason}; rerun the same command to resume")
+
+
+def discard_damaged(run: Path, plan: Plan) -> None:
+    """Before resuming: check every complete shard against its recorded sizes and checksums
+    and remove the damaged ones, which are then computed again like any missing shard."""
+    methods = list(plan.manifest["methods"])
+    writer = ShardWriter(run, plan.meta_columns, plan.manifest["stat_columns"], bool(plan.regions))
+    for shard in damaged_shards(run, complete_shards(run), methods):
+        writer.discard_shard(shard, methods)
+
+
+def _start(run: Path, plan: Plan) -> bool:
+    """Write the manifest as ``running``; True when resuming a run already in the folder."""
     path = run / MANIFEST
-    if path.exists():
+    resumed = path.exists()
+    if resumed:
         stored = read_json(path)
         check_resume(stored, plan)
         manifest = {
@@ -203,6 +251,7 @@ def _start(run: Path, plan: Plan) -> None:
             )
         manifest = plan.manifest
     write_json(path, manifest)
+    return resumed
 
 
 def _update(run: Path, **fields: Any) -> None:
@@ -274,6 +323,7 @@ class AuditSession:
             num_workers=self.workers,
             pin_memory=cuda,
             prefetch_factor=4 if self.workers else None,
+            worker_init_fn=partial(die_with_parent, os.getpid()) if self.workers else None,
         )
         batches = iter(loader)  # workers fork here, before the writer thread starts
         thread = threading.Thread(target=self._write_loop, name="salience-writer", daemon=True)

@@ -2,7 +2,9 @@
 
 Every file is written under a hidden temporary name in its final folder, flushed to disk and
 renamed over the final name (``os.replace`` is atomic on POSIX), so a reader sees either
-nothing or a complete file: never a half-written Parquet file ("No magic bytes found").
+nothing or a complete file: never a half-written Parquet file ("No magic bytes found"). Each
+write returns the file's :class:`Stamp` (size and CRC-32), which the writer records so that
+damage done later (a truncated copy, a bad disk) is detected.
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ from __future__ import annotations
 import io
 import json
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from salience.errors import SalienceError
+from salience.errors import DamagedRunError, SalienceError
 
 MANIFEST = "run.json"
 SUMMARY = "summary.json"
@@ -28,6 +31,7 @@ SAMPLES = "samples"
 STATS = "stats"
 MAPS = "maps"
 PARTIAL = ".partial"
+CHECKS = "checks"
 
 
 def part_name(shard: int) -> str:
@@ -54,6 +58,11 @@ def map_file(run: Path, method: str, shard: int) -> Path:
     return run / MAPS / method / f"{part_name(shard)}.npy"
 
 
+def check_file(run: Path, shard: int) -> Path:
+    """The shard's record of its files' sizes and checksums, written before its samples file."""
+    return run / CHECKS / f"{part_name(shard)}.json"
+
+
 def complete_shards(run: Path) -> list[int]:
     """Shards whose samples file exists: the samples file is written last, so these are done."""
     folder = run / SAMPLES
@@ -63,40 +72,70 @@ def complete_shards(run: Path) -> list[int]:
     return sorted(s for s in found if s is not None)
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
+class Stamp(NamedTuple):
+    """What a file held when it was written: its size in bytes and its CRC-32."""
+
+    size: int
+    crc32: int
+
+
+def stamp(data: bytes) -> Stamp:
+    return Stamp(len(data), zlib.crc32(data))
+
+
+class _Summing:
+    """A binary file that keeps the size and CRC-32 of what is written through it."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f, self.size, self.crc = f, 0, 0
+
+    def write(self, data: bytes) -> int:
+        self.f.write(data)
+        self.crc = zlib.crc32(data, self.crc)
+        self.size += memoryview(data).nbytes
+        return memoryview(data).nbytes
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Stamp:
     """Write ``path`` via ``write(file)`` to a temporary name, fsync, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            write(f)
+            summing = _Summing(f)
+            write(summing)  # type: ignore[arg-type]
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+    return Stamp(summing.size, summing.crc)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
+def write_bytes(path: Path, data: bytes) -> Stamp:
     def write(f: BinaryIO) -> None:
         f.write(data)
 
-    atomic_write(path, write)
+    return atomic_write(path, write)
 
 
-def write_json(path: Path, payload: Any) -> None:
-    write_bytes(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
+def write_json(path: Path, payload: Any) -> Stamp:
+    return write_bytes(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
 
 
-def write_parquet(path: Path, table: pa.Table) -> None:
+def parquet_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
-def write_npy(path: Path, array: np.ndarray) -> None:
-    atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
+def write_parquet(path: Path, table: pa.Table) -> Stamp:
+    return write_bytes(path, parquet_bytes(table))
+
+
+def write_npy(path: Path, array: np.ndarray) -> Stamp:
+    return atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -108,11 +147,15 @@ def read_json(path: Path) -> dict[str, Any]:
             "`salience audit --out DIR`"
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SalienceError(
-            f"{path} is damaged ({exc}); rerun the audit into a new folder"
+        raise DamagedRunError(
+            f"run {path.parent}: {path.name} is damaged ({exc}); delete the folder and rerun "
+            "the audit command"
         ) from None
     if not isinstance(data, dict):
-        raise SalienceError(f"{path} is not a run manifest (expected a JSON object)")
+        raise DamagedRunError(
+            f"run {path.parent}: {path.name} is damaged (not a JSON object); delete the folder "
+            "and rerun the audit command"
+        )
     return data
 
 

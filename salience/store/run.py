@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import zipfile
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,12 +32,23 @@ from salience.store.layout import (
     stats_file,
 )
 from salience.store.lock import is_locked
+from salience.store.verify import check_shards, damaged, find_damage
 from salience.store.writer import samples_schema, stats_schema
 
 if TYPE_CHECKING:
     from PIL import Image
 
 _OPEN_MAPS = 128  # memory-mapped map files kept open
+
+
+def _read_index(path: Path) -> dict[str, np.ndarray] | None:
+    """``index.npz``, or None if it cannot be read (it is derived: the shards are scanned)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            found = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    return found if {"ids", "shard", "row", "path", "shards"} <= set(found) else None
 
 
 def _files(paths: Sequence[Path]) -> str:
@@ -60,14 +72,27 @@ class Run:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Run:
-        """Open the run at ``path``; :class:`SalienceError` if it is not one."""
+        """Open the run at ``path``; :class:`SalienceError` if it is not one,
+        :class:`DamagedRunError` if its manifest or the size of a stored file is wrong."""
         p = Path(path).expanduser()
         if not p.is_dir():
             raise SalienceError(f"run folder {str(p)!r} does not exist")
         manifest = read_json(p / MANIFEST)
         if "salience" not in manifest or "methods" not in manifest:
             raise SalienceError(f"{p / MANIFEST} is not a salience run manifest")
-        return cls(p.resolve(), manifest)
+        p = p.resolve()
+        check_shards(p, complete_shards(p), manifest["methods"], deep=False)
+        return cls(p, manifest)
+
+    def verify(self) -> None:
+        """Compare every stored file with the size and checksum recorded when it was written
+        (reads the whole run); :class:`DamagedRunError` names the first damaged file."""
+        check_shards(self.path, complete_shards(self.path), self.methods, deep=True)
+
+    def _damage(self, exc: duckdb.Error) -> Exception:
+        """A failed read -> :class:`DamagedRunError` naming the damaged file, if one is."""
+        problem = find_damage(self.path, complete_shards(self.path), self.methods)
+        return exc if problem is None else damaged(self.path, problem)
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, status={self.status!r}, samples={self.count()})"
@@ -127,6 +152,12 @@ class Run:
     # -- SQL ---------------------------------------------------------------------------------
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor with views ``samples`` and ``stats`` over the shards complete right now."""
+        try:
+            return self._views()
+        except duckdb.Error as exc:
+            raise self._damage(exc) from None
+
+    def _views(self) -> duckdb.DuckDBPyConnection:
         shards = complete_shards(self.path)
         with self._lock:
             cur = self._db.cursor()
@@ -151,6 +182,8 @@ class Run:
         cur = self._cursor()
         try:
             return cur.execute(query, list(params or [])).df()
+        except duckdb.Error as exc:
+            raise self._damage(exc) from None
         finally:
             cur.close()
 
@@ -292,6 +325,8 @@ class Run:
                 f"SELECT {select} FROM {from_sql} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
                 [*head, *params, int(limit), int(offset)],
             ).df()
+        except duckdb.Error as exc:
+            raise self._damage(exc) from None
         finally:
             cur.close()
         return page, int(total[0]) if total else 0
@@ -308,9 +343,9 @@ class Run:
         finishes) plus a scan of only the shards it does not cover."""
         with self._lock:
             if self._sorted is None and (self.path / INDEX).exists():
-                with np.load(self.path / INDEX, allow_pickle=False) as z:
-                    self._sorted = {k: z[k] for k in z.files}
-                self._indexed.update(int(s) for s in self._sorted["shards"])
+                self._sorted = _read_index(self.path / INDEX)
+                if self._sorted is not None:
+                    self._indexed.update(int(s) for s in self._sorted["shards"])
             hit = self._index.get(sample_id) or self._search(sample_id)
             if hit is None:
                 new = [s for s in complete_shards(self.path) if s not in self._indexed]
@@ -321,6 +356,8 @@ class Run:
                             "SELECT sample_id, shard, row, path FROM read_parquet("
                             f"{_files([samples_file(self.path, s) for s in new])})"
                         ).fetchnumpy()
+                    except duckdb.Error as exc:
+                        raise self._damage(exc) from None
                     finally:
                         cur.close()
                     places = zip(
@@ -354,7 +391,13 @@ class Run:
             if arr is not None:
                 self._maps.move_to_end(key)
                 return arr
-        arr = np.load(map_file(self.path, method, shard), mmap_mode="r", allow_pickle=False)
+        path = map_file(self.path, method, shard)
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            where = f"{method} map shard {shard} ({path.relative_to(self.path)})"
+            state = "missing" if isinstance(exc, FileNotFoundError) else "truncated or corrupt"
+            raise damaged(self.path, f"{where} is {state}") from None
         with self._lock:
             self._maps[key] = arr
             while len(self._maps) > _OPEN_MAPS:

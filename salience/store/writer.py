@@ -1,8 +1,9 @@
 """Writing a run: shards of samples, statistics and maps, each file atomic.
 
 A shard is a fixed range of the dataset's items. Its files are written in the order maps ->
-statistics -> samples, so the presence of ``samples/part-NNNNN.parquet`` means the whole shard
-is on disk. While a shard fills up, each finished batch is saved under ``.partial/`` (one
+statistics -> checksum record (``checks/``) -> samples, so the presence of
+``samples/part-NNNNN.parquet`` means the whole shard, and the record of what it holds, is on
+disk. While a shard fills up, each finished batch is saved under ``.partial/`` (one
 atomic ``.npz`` per batch), so a killed audit loses at most the batch in flight; readers never
 look there.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,16 +24,22 @@ import pyarrow.parquet as pq
 from salience.store.layout import (
     INDEX,
     PARTIAL,
+    Stamp,
+    check_file,
     complete_shards,
     map_file,
+    parquet_bytes,
     part_name,
     remove_tree,
     samples_file,
+    stamp,
     stats_file,
     write_bytes,
+    write_json,
     write_npy,
     write_parquet,
 )
+from salience.store.verify import record_of
 
 Columns = dict[str, list[Any]]
 
@@ -103,18 +111,33 @@ class ShardWriter:
     def write_shard(
         self, shard: int, samples: Columns, stats: dict[str, Columns], maps: dict[str, np.ndarray]
     ) -> None:
-        """Write one shard: maps, then statistics, then samples (the completion mark)."""
+        """Write one shard: maps, statistics, their record, then samples (the completion mark)."""
+        stamps: dict[Path, Stamp] = {}
         for method, array in maps.items():
-            write_npy(map_file(self.run, method, shard), np.ascontiguousarray(array, np.float16))
+            path = map_file(self.run, method, shard)
+            stamps[path] = write_npy(path, np.ascontiguousarray(array, np.float16))
         merged: Columns = {}
         for method, cols in stats.items():
             n = len(cols["sample_id"])
             cols = {**cols, "method": [method] * n}
             for key in {f.name for f in self.stats_schema}:
                 merged.setdefault(key, []).extend(cols.get(key, [None] * n))
-        write_parquet(stats_file(self.run, shard), to_table(merged, self.stats_schema))
-        write_parquet(samples_file(self.run, shard), to_table(samples, self.samples_schema))
+        path = stats_file(self.run, shard)
+        stamps[path] = write_parquet(path, to_table(merged, self.stats_schema))
+        data = parquet_bytes(to_table(samples, self.samples_schema))
+        stamps[samples_file(self.run, shard)] = stamp(data)
+        write_json(check_file(self.run, shard), record_of(self.run, stamps))
+        write_bytes(samples_file(self.run, shard), data)
         remove_tree(self._partial_dir(shard))
+
+    def discard_shard(self, shard: int, methods: Sequence[str]) -> None:
+        """Remove a (damaged) shard so that it is computed again: samples file first, so that
+        it stops counting as complete before anything else goes."""
+        samples_file(self.run, shard).unlink(missing_ok=True)
+        for method in methods:
+            map_file(self.run, method, shard).unlink(missing_ok=True)
+        stats_file(self.run, shard).unlink(missing_ok=True)
+        check_file(self.run, shard).unlink(missing_ok=True)
 
     def write_index(self) -> None:
         """``index.npz``: the sample ids of the shards complete now, sorted, with their shard,
@@ -177,7 +200,7 @@ class ShardWriter:
                 with np.load(path, allow_pickle=False) as z:
                     payload = json.loads(z["rows"].tobytes().decode())
                     maps = {k[4:]: z[k] for k in z.files if k.startswith("map_")}
-            except (ValueError, OSError, KeyError, json.JSONDecodeError):
+            except (ValueError, OSError, KeyError, EOFError, zipfile.BadZipFile):
                 path.unlink(missing_ok=True)
                 continue
             out[(int(a), int(b))] = (payload["samples"], payload["stats"], maps)
