@@ -12,19 +12,30 @@ Two complementary views, both per class (images grouped by their true label):
   when it is small, concentrated, consistently located and away from where the rest of its
   class looks (watermarks, borders, tags); with masks when its correctly classified images put
   most of their saliency outside the deciding region.
+- Always: class-wide shortcuts (:mod:`salience.audit.class_shortcuts`), where every image of
+  a class carries the cue and SpRAy sees one strategy; with a model, confirmed or refuted by
+  masking and pasting the place (:mod:`salience.audit.intervention`).
+
+Every class gets a ``kind`` (``"class"``, ``"cluster"``, ``"region"`` or None when not
+flagged) and the ``box`` of its finding; ``findings`` lists the flagged ones of both kinds.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from salience.audit.class_shortcuts import ClassWideParams, class_box, class_wide, peaks_in
 from salience.audit.spray import downsample, mass_centre, peak, spray, top_mass
 from salience.errors import SalienceError
 from salience.store import Run
+
+if TYPE_CHECKING:
+    from salience.models import LoadedModel
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
@@ -46,14 +57,28 @@ class ShortcutParams:
     min_distance: float = 0.25  # cluster peak to the median of the class's image peaks
     examples: int = 6
     seed: int = 0
+    max_spray: int = 2000  # SpRAy clusters a sample of this many maps per class, then assigns
+    class_wide: ClassWideParams = field(default_factory=ClassWideParams)
+
+
+NO_MODEL = "pass --model to test it"
+CHUNK = 8192  # maps read and downsampled at a time
 
 
 def find_shortcuts(
-    run: Run, method: str | None = None, params: ShortcutParams = ShortcutParams()
+    run: Run,
+    method: str | None = None,
+    params: ShortcutParams = ShortcutParams(),
+    model: LoadedModel | None = None,
+    no_model: str = NO_MODEL,
 ) -> dict[str, Any]:
-    """The ``shortcuts.json`` payload for ``run`` (see DESIGN.md and the module docstring)."""
+    """The ``shortcuts.json`` payload for ``run`` (see DESIGN.md and the module docstring).
+
+    With ``model`` every class-wide finding is tested by intervention; without, it is reported
+    from the maps as "not confirmed" followed by ``no_model`` (why there is no model)."""
     method = pick_method(run, method)
-    samples = run.samples(["sample_id", "label", "pred", "correct", "error"])
+    order = [c for c in ("shard", "row") if c in run.sample_columns()]
+    samples = run.samples(["sample_id", "label", "pred", "correct", "error", *order])
     samples = samples[samples["error"].isna() & samples["label"].notna()]
     stats = run.stats(method)
     stats = stats[stats["error"].isna()]
@@ -69,11 +94,32 @@ def find_shortcuts(
     df = samples.merge(stats, on="sample_id", how="inner")
     if df.empty:
         raise SalienceError(f"the run has no {method} maps to analyse")
-    classes = []
+    df = df.sort_values(order).reset_index(drop=True) if order else df  # read maps in order
+    grids = load_grids(run, df["sample_id"].tolist(), method, params.grid)
+    classes, groups = [], {}
     for name in [c for c in run.class_names if c in set(df["label"])]:
-        group = df[df["label"] == name]
-        maps = run.saliencies(group["sample_id"].tolist(), method)
-        classes.append(_class_report(name, group, maps, share_cols, density_cols, params))
+        sel = (df["label"] == name).to_numpy()
+        groups[name] = grids[sel]
+        classes.append(_class_report(name, df[sel], groups[name], share_cols, density_cols, params))
+    wide = class_wide(groups, params.class_wide)
+    for report in classes:
+        name = report["class"]
+        entry = wide[name]
+        ids = df.loc[df["label"] == name, "sample_id"].astype(str).to_numpy()
+        entry["examples"] = ids[peaks_in(groups[name], tuple(entry["box"]))][
+            : params.examples
+        ].tolist()
+        inside = report["region_share"].get(params.region)
+        if entry["flagged"] and inside is not None and np.isfinite(inside):
+            if inside >= params.min_inside:  # the annotated object, sitting still
+                entry["flagged"] = False
+                entry["evidence"] += (
+                    f", but {inside:.0%} of the saliency of correct {name} images is on "
+                    f"{params.region!r}, the region that should decide"
+                )
+        if entry["flagged"]:
+            _confirm(run, df, name, entry, params, model, no_model)
+        _combine(report, entry)
     payload = {
         "run": str(run.path),
         "method": method,
@@ -82,10 +128,21 @@ def find_shortcuts(
         "params": asdict(params),
         "quantiles": list(QUANTILES),
         "flagged": [c["class"] for c in classes if c["flagged"]],
+        "findings": [_finding(c) for c in classes if c["flagged"]],
         "classes": classes,
         "cells": _cells(df, share_cols) if regions else [],
     }
     return json_safe(payload)
+
+
+def load_grids(run: Run, sample_ids: Sequence[str], method: str, grid: int) -> np.ndarray:
+    """The maps of ``sample_ids`` as normalised ``[n, grid, grid]`` float32
+    (:func:`salience.audit.spray.downsample`), read and reduced :data:`CHUNK` at a time."""
+    out = np.empty((len(sample_ids), grid, grid), dtype=np.float32)
+    for start in range(0, len(sample_ids), CHUNK):
+        part = sample_ids[start : start + CHUNK]
+        out[start : start + len(part)] = downsample(run.saliencies(part, method), grid)
+    return out
 
 
 def pick_method(run: Run, method: str | None) -> str:
@@ -133,11 +190,12 @@ def json_safe(value: Any) -> Any:
 def _class_report(
     name: str,
     group: pd.DataFrame,
-    maps: np.ndarray,
+    grids: np.ndarray,
     share_cols: dict[str, str],
     density_cols: dict[str, str],
     params: ShortcutParams,
 ) -> dict[str, Any]:
+    """Region shares and SpRAy clusters of one class (``grids``: its normalised maps)."""
     correct = group["correct"].astype(bool).to_numpy()
     right = group[correct]
     report: dict[str, Any] = {
@@ -149,12 +207,13 @@ def _class_report(
         "region_density": _mean_shares(right, density_cols) if share_cols else {},
         "region_share_quantiles": _quantiles(right, share_cols) if share_cols else {},
     }
-    grids = downsample(maps, params.grid)
+    grids = grids.astype(np.float64)
     result = spray(
         grids.reshape(len(grids), -1),
         neighbors=params.neighbors,
         max_clusters=params.max_clusters,
         seed=params.seed,
+        max_points=params.max_spray,
     )
     report["eigenvalues"] = [round(float(v), 4) for v in result.eigenvalues[:12]]
     # where the class typically looks: the median of the images' own peaks, which a minority
@@ -167,10 +226,10 @@ def _class_report(
     ]
     report["clusters"] = clusters
     if share_cols:
-        flagged, reason = _region_verdict(name, report, clusters, params)
+        kind, reason = _region_verdict(name, report, clusters, params)
     else:
-        flagged, reason = _spray_verdict(name, clusters, result.k)
-    report["flagged"], report["reason"] = flagged, reason
+        kind, reason = _spray_verdict(name, clusters, result.k)
+    report["flagged"], report["kind"], report["reason"] = kind is not None, kind, reason
     return report
 
 
@@ -200,6 +259,7 @@ def _cluster(
         "flagged": False,
         "centroid": [round(v, 4) for v in mass_centre(mean)],
         "peak": [round(py, 4), round(px, 4)],
+        "box": [round(v, 4) for v in class_box(mean, params.class_wide.level)],
         "concentration": _num(top_mass(mean)),
         "consistency": _num(consistency),
         "distance": _num(distance),
@@ -228,11 +288,12 @@ def _cluster(
 
 def _region_verdict(
     name: str, report: dict[str, Any], clusters: list[dict[str, Any]], params: ShortcutParams
-) -> tuple[bool, str]:
+) -> tuple[str | None, str]:
+    """The kind of finding (``"region"``, ``"cluster"`` or None) and its sentence."""
     shares, density = report["region_share"], report["region_density"]
     inside = shares.get(params.region, float("nan"))
     if report["correct"] == 0 or not np.isfinite(inside):
-        return False, f"no correctly classified {name} images with {params.region} saliency"
+        return None, f"no correctly classified {name} images with {params.region} saliency"
     others = {r: d for r, d in density.items() if r not in (params.region, "background")}
     rival = max(others, key=lambda r: others[r]) if others else "background"
     where = (
@@ -240,7 +301,7 @@ def _region_verdict(
         f"vs {params.region!r} {density.get(params.region, float('nan')):.1f}"
     )
     if inside < params.min_inside:
-        return True, (
+        return "region", (
             f"correctly classified {name} images put {1 - inside:.0%} of their saliency outside "
             f"{params.region!r}; {where}"
         )
@@ -249,27 +310,121 @@ def _region_verdict(
         c = max(odd, key=lambda c: c["size"])
         d = c["region_density"]
         worst = max((r for r in d if r != params.region), key=lambda r: d[r])
-        return True, (
+        return "cluster", (
             f"a cluster of {c['size']} {name} images ({c['share']:.0%}, accuracy "
             f"{c['accuracy']:.0%}) puts {1 - c['region_share'][params.region]:.0%} of its "
             f"saliency outside {params.region!r}; {worst!r} has density {d[worst]:.1f}"
         )
-    return False, (
+    return None, (
         f"{inside:.0%} of the saliency of correct {name} images is in {params.region!r}; {where}"
     )
 
 
-def _spray_verdict(name: str, clusters: list[dict[str, Any]], k: int) -> tuple[bool, str]:
+def _spray_verdict(name: str, clusters: list[dict[str, Any]], k: int) -> tuple[str | None, str]:
     odd = [c for c in clusters if c["flagged"]]
     if not odd:
-        return False, f"{k} saliency cluster(s); none small, tight and off to one side"
+        return None, f"{k} saliency cluster(s); none small, tight and off to one side"
     c = max(odd, key=lambda c: c["concentration"])
     more = f" ({len(odd) - 1} more flagged cluster(s))" if len(odd) > 1 else ""
-    return True, (
+    return "cluster", (
         f"{c['size']} {name} images ({c['share']:.0%}) concentrate their saliency at the "
         f"{_place(c['peak'])} (y {c['peak'][0]:.2f}, x {c['peak'][1]:.2f}), away from the rest "
         f"of the class: look for a watermark, border or tag there{more}"
     )
+
+
+def _confirm(
+    run: Run,
+    df: pd.DataFrame,
+    name: str,
+    entry: dict[str, Any],
+    params: ShortcutParams,
+    model: LoadedModel | None,
+    no_model: str,
+) -> None:
+    """Test a class-wide finding by intervention and say so in ``entry["evidence"]``; without
+    a model (or images) the finding stays flagged and "not confirmed"."""
+    from salience.audit.intervention import intervene
+
+    entry["map_flagged"] = True
+    if model is None:
+        entry["evidence"] += f"; not confirmed: {no_model}"
+        return
+    wide = params.class_wide
+    rng = np.random.default_rng(params.seed)
+    own = df.loc[(df["label"] == name) & (df["pred"] == name), "sample_id"].astype(str)
+    other = df.loc[(df["label"] != name) & (df["pred"] != name), "sample_id"].astype(str)
+    pick = [
+        sorted(rng.choice(ids.to_numpy(), min(len(ids), wide.intervention_images), False))
+        for ids in (own, other)
+    ]
+    try:
+        result = intervene(model, run, name, tuple(entry["box"]), pick[0], pick[1])
+    except (SalienceError, OSError) as exc:
+        entry["evidence"] += f"; not confirmed: the intervention failed ({exc})"
+        return
+    entry["intervention"] = result
+    removed, pasted = result["removed"], result["pasted"]
+    effects = [
+        e - (c or 0.0)
+        for e, c in ((removed, result["removed_control"]), (pasted, result["pasted_control"]))
+        if e is not None
+    ]
+    entry["confirmed"] = bool(effects) and max(effects) >= wide.min_effect
+    entry["flagged"] = entry["confirmed"]
+    told = (
+        f"filling the box changes {_pct(removed)} of the model's {name} decisions (a box "
+        f"elsewhere: {_pct(result['removed_control'])}) and pasting it into other classes' "
+        f"images makes {_pct(pasted)} of them {name} (elsewhere: "
+        f"{_pct(result['pasted_control'])})"
+    )
+    entry["evidence"] += (
+        f"; {told}: confirmed, look for a logo, border or mark there"
+        if entry["confirmed"]
+        else f"; but {told}: the model does not depend on it"
+    )
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.0%}"
+
+
+def _combine(report: dict[str, Any], entry: dict[str, Any]) -> None:
+    """Add the class-wide finding to a class's report: a class-wide flag comes first."""
+    report["class_wide"] = entry
+    report["box"] = None
+    if entry["flagged"]:
+        also = f"; also: {report['reason']}" if report["flagged"] else ""
+        report["reason"] = f"class-wide: {entry['evidence']}{also}"
+        report["flagged"], report["kind"], report["box"] = True, "class", entry["box"]
+        return
+    if entry.get("map_flagged"):  # refuted by the intervention: say so
+        report["reason"] += f"; class-wide check: {entry['evidence']}"
+    if report["kind"] == "cluster":
+        odd = [c for c in report["clusters"] if c["flagged"]]
+        report["box"] = max(odd, key=lambda c: c["concentration"])["box"] if odd else None
+
+
+def _finding(report: dict[str, Any]) -> dict[str, Any]:
+    """One flagged class as a row of ``findings``: what kind, where, how many, why."""
+    wide = report["class_wide"]
+    odd = [c for c in report["clusters"] if c["flagged"]]
+    cluster = max(odd, key=lambda c: c["concentration"]) if odd else None
+    if report["kind"] == "class":
+        share, examples, confirmed = wide["share"], wide["examples"], wide["confirmed"]
+    elif cluster is not None:
+        share, examples, confirmed = cluster["share"], cluster["examples"], None
+    else:
+        share, examples, confirmed = None, [], None
+    return {
+        "class": report["class"],
+        "kind": report["kind"],
+        "box": report["box"],
+        "share": share,
+        "confirmed": confirmed,
+        "reason": report["reason"],
+        "examples": examples,
+    }
 
 
 def _place(yx: list[float]) -> str:

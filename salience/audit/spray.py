@@ -5,6 +5,8 @@ Per class: downsample each saliency map and normalise it to sum 1, connect every
 ``SparseKNN``), take the smallest eigenvalues of the symmetric normalised Laplacian
 ``I - D^-1/2 A D^-1/2``, choose the number of clusters at the largest eigengap, and cluster
 the row-normalised spectral embedding with k-means (Ng, Jordan & Weiss, NIPS 2001).
+Above ``max_points`` maps a seeded random sample is clustered and every other map joins the
+cluster with the nearest mean map (a Nystrom-style extension that keeps big classes fast).
 """
 
 from __future__ import annotations
@@ -128,10 +130,21 @@ def kmeans(
 
 
 def spray(
-    features: np.ndarray, *, neighbors: int = 10, max_clusters: int = 8, seed: int = 0
+    features: np.ndarray,
+    *,
+    neighbors: int = 10,
+    max_clusters: int = 8,
+    seed: int = 0,
+    max_points: int | None = None,
 ) -> Spray:
     """Cluster flattened, normalised maps ``[n, d]`` (see the module docstring)."""
     n = len(features)
+    if max_points is not None and n > max_points:
+        pick = np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
+        part = spray(features[pick], neighbors=neighbors, max_clusters=max_clusters, seed=seed)
+        labels = nearest_mean(features, features[pick], part.labels)
+        labels[pick] = part.labels
+        return Spray(labels, part.eigenvalues, part.k)
     if n < 4:
         return Spray(np.zeros(n, dtype=np.int64), np.zeros(min(n, 1)), 1)
     vals, vecs = laplacian_spectrum(knn_graph(features, neighbors), max(32, max_clusters + 1))
@@ -147,6 +160,18 @@ def spray(
     remap = np.zeros(k, dtype=np.int64)
     remap[order] = np.arange(len(order))
     return Spray(remap[labels], vals, len(order))
+
+
+def nearest_mean(features: np.ndarray, sample: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """For each feature, the cluster of ``sample`` (labelled ``labels``) with the nearest mean."""
+    k = int(labels.max()) + 1
+    means = np.stack([sample[labels == j].mean(0) for j in range(k)])
+    out = np.empty(len(features), dtype=np.int64)
+    for start in range(0, len(features), BLOCK * 16):
+        part = features[start : start + BLOCK * 16]
+        d = (part**2).sum(1)[:, None] - 2 * part @ means.T + (means**2).sum(1)[None]
+        out[start : start + len(part)] = d.argmin(1)
+    return out
 
 
 def mass_centre(grid_map: np.ndarray) -> tuple[float, float]:
