@@ -1,8 +1,9 @@
 """Targets: which scalar of the model output is explained, one per image.
 
 The public API accepts ``None`` (the predicted class), an ``int``, a sequence or tensor of ints
-(one per image) or a callable on the logits. :func:`as_target` converts that once, at the
-boundary, into a :class:`Target`; internal code only ever sees that type.
+(one per image) or a callable on the logits (returning scores, or class indices).
+:func:`as_target` converts that once, at the boundary, into a :class:`Target`; internal code
+only ever sees that type.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class ClassTarget(Target):
 
 @dataclass(frozen=True)
 class FunctionTarget(Target):
-    """A callable mapping ``[M, K]`` logits to ``[M]`` scores, applied row-wise."""
+    """A callable on ``[M, K]`` logits, applied row-wise: ``[M]`` scores, or ``[M]`` integer
+    class indices (``lambda y: y.argmax(1)``), whose logits are then the scores."""
 
     fn: Callable[[torch.Tensor], torch.Tensor]
 
@@ -52,10 +54,19 @@ class FunctionTarget(Target):
         if not isinstance(out, torch.Tensor) or out.shape != (logits.shape[0],):
             shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise SalienceError(
-                "a target callable must return one score per row "
-                f"([{logits.shape[0]}]), got {shape}"
+                "a target callable must return one score per row (or one class index per row), "
+                f"shape [{logits.shape[0]}]; got {shape}"
             )
-        return out
+        if out.is_floating_point() or out.is_complex():
+            return out
+        classes = out.long()
+        k = logits.shape[1]
+        if bool(((classes < 0) | (classes >= k)).any()):
+            raise SalienceError(
+                f"the target callable returned class indices outside 0..{k - 1}; "
+                "return scores or valid indices"
+            )
+        return logits.gather(1, classes[:, None]).squeeze(1)
 
 
 class PredictedTarget(Target):

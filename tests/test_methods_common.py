@@ -15,6 +15,7 @@ import salience
 from salience._guard import hook_count
 from salience.errors import SalienceError
 from salience.methods import get_method, list_methods, method_info
+from salience.models import LoadedModel, Preprocess
 
 METHODS = list_methods()
 NOT_BATCH_INVARIANT = {"random": "one seeded draw per batch: image i of a batch is not draw 0"}
@@ -74,7 +75,7 @@ def x() -> torch.Tensor:
 
 
 def run(
-    model: nn.Module, x: torch.Tensor, name: str, target: Any = None, **kw: Any
+    model: nn.Module | LoadedModel, x: torch.Tensor, name: str, target: Any = None, **kw: Any
 ) -> torch.Tensor:
     return salience.explain(model, x, target, name, **{**params(name), **kw})
 
@@ -198,6 +199,10 @@ def test_every_target_form(name: str, model: nn.Module, x: torch.Tensor) -> None
     assert _close(by_int, run(model, x, name, torch.tensor([2] * N)), 1e-6)
     assert _close(by_int, run(model, x, name, torch.tensor(2)), 1e-6)
     assert _close(by_int, run(model, x, name, lambda logits: logits[:, 2]), 1e-6)
+    as_index = lambda logits: torch.full((logits.shape[0],), 2)  # noqa: E731
+    assert _close(by_int, run(model, x, name, as_index), 1e-6)
+    loaded = _loaded(model)
+    assert _close(by_int, run(loaded, x, name, "c2"), 1e-6)
     mixed = run(model, x, name, [0, 4, 2])
     assert _close(mixed[2], by_int[2], 1e-6)
 
@@ -213,6 +218,22 @@ def test_target_errors(name: str, model: nn.Module, x: torch.Tensor) -> None:
             run(model, x, name, 99)
         with pytest.raises(SalienceError, match="one score per row"):
             run(model, x, name, lambda logits: logits)
+
+
+def _loaded(model: nn.Module) -> LoadedModel:
+    classes = [f"c{i}" for i in range(5)]
+    return LoadedModel(model, Preprocess(), classes, None, "test", "test", "test", num_classes=5)
+
+
+def test_class_name_targets_need_names(model: nn.Module, x: torch.Tensor) -> None:
+    with pytest.raises(SalienceError, match=r"bare nn\.Module has no class names"):
+        salience.explain(model, x, "zebra", "gradient")
+    with pytest.raises(SalienceError, match=r"unknown class 'c22'.*did you mean"):
+        salience.explain(_loaded(model), x, "c22", "gradient")
+    with pytest.raises(SalienceError, match=r"indices outside 0\.\.4"):
+        salience.explain(model, x, lambda y: torch.full((y.shape[0],), 9), "gradient")
+    per_image = salience.explain(_loaded(model), x, ["c0", "c4", "c2"], "gradient")
+    assert _close(per_image, salience.explain(model, x, [0, 4, 2], "gradient"), 1e-6)
 
 
 @pytest.mark.parametrize("name", METHODS)

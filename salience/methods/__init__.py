@@ -5,6 +5,7 @@ Importing this package registers the built-in methods (explicitly, below).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -53,6 +54,7 @@ __all__ = [
     "get_method",
     "list_methods",
     "method_info",
+    "with_model_layer",
 ]
 
 
@@ -68,10 +70,17 @@ def build_method(name: str, **params: Any) -> Attribution:
     return cls(**params)
 
 
+def with_model_layer(name: str, params: dict[str, Any], cam_layer: str | None) -> dict[str, Any]:
+    """``params`` with the model's CAM layer filled in when method ``name`` takes a layer."""
+    if cam_layer is not None and "layer" in method_info(name).params and "layer" not in params:
+        return {**params, "layer": cam_layer}
+    return params
+
+
 def explain(
-    model: nn.Module,
+    model: nn.Module | Any,
     x: torch.Tensor,
-    target: TargetLike = None,
+    target: TargetLike | str | Sequence[str] = None,
     method: str = "gradcam",
     *,
     reduce: Reduce = "sum",
@@ -80,7 +89,36 @@ def explain(
 ) -> torch.Tensor:
     """Saliency maps ``[N, H, W]`` (``[N, C, H, W]`` with ``reduce="none"``) for batch ``x``.
 
-    ``target``: None (predicted class), an int, one int per image, or a callable on the logits.
-    ``params`` are the method's keyword parameters (see ``salience methods``).
+    ``model`` is an ``nn.Module`` or the :class:`~salience.LoadedModel` from ``load_model``
+    (then targets may be class names and CAMs use its layer). ``target``: None (predicted
+    class), an int or class name, one per image, or a callable on the logits that returns
+    one score per row (or one class index per row). ``params`` are the method's keyword
+    parameters (see ``salience methods``).
     """
-    return build_method(method, **params).explain(model, x, target, reduce=reduce, output=output)
+    module, target, cam_layer = _unwrap(model, target)
+    params = with_model_layer(method, params, cam_layer)
+    return build_method(method, **params).explain(module, x, target, reduce=reduce, output=output)
+
+
+def _unwrap(model: Any, target: Any) -> tuple[nn.Module, TargetLike, str | None]:
+    """The module, the target with class names turned into indices, and the CAM layer."""
+    class_index = getattr(model, "class_index", None)
+    module = model.module if class_index is not None else model
+    if not isinstance(module, nn.Module):
+        raise SalienceError(
+            f"model must be a torch.nn.Module or a LoadedModel, not {type(model).__name__}"
+        )
+    names: list[str] | None = None
+    if isinstance(target, str):
+        names = [target]
+    elif isinstance(target, list | tuple) and target and all(isinstance(t, str) for t in target):
+        names = list(target)
+    if names is not None:
+        if class_index is None:
+            raise SalienceError(
+                f"target {names[0]!r} is a class name, but a bare nn.Module has no class names; "
+                "pass the LoadedModel from salience.load_model, or give class indices"
+            )
+        indices = [class_index(n) for n in names]
+        target = indices[0] if isinstance(target, str) else indices
+    return module, target, getattr(model, "cam_layer", None) if class_index else None
