@@ -70,6 +70,14 @@ ChannelsLast = Annotated[
         "recent GPUs; maps change only by float rounding.",
     ),
 ]
+DataRoot = Annotated[
+    Path | None,
+    typer.Option(
+        help="Data root of a manifest; no path may leave it (default: the common parent of "
+        "the manifest's folder and its absolute paths).",
+        show_default=False,
+    ),
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -16,6 +16,7 @@ from rich.table import Table
 from salience.cli import app
 from salience.cli._common import (
     ChannelsLast,
+    DataRoot,
     Device,
     ModelSpec,
     PreprocessSpec,
@@ -50,14 +51,7 @@ def audit(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Run folder; rerun to resume.", show_default=False)
     ],
-    root: Annotated[
-        Path | None,
-        typer.Option(
-            help="Data root a manifest's paths are relative to (default: the "
-            "manifest's folder); paths outside it are refused.",
-            show_default=False,
-        ),
-    ] = None,
+    root: DataRoot = None,
     method: Annotated[
         list[str] | None,
         typer.Option(

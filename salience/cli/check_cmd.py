@@ -14,6 +14,7 @@ from rich.table import Table
 from salience.cli import app
 from salience.cli._common import (
     ChannelsLast,
+    DataRoot,
     Device,
     ModelSpec,
     PreprocessSpec,
@@ -48,6 +49,7 @@ def check(
             "always run.",
         ),
     ] = None,
+    root: DataRoot = None,
     samples: Annotated[int, typer.Option(help="Images to check, spread over the data.")] = 16,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
         "salience-check"
@@ -76,7 +78,7 @@ def check(
     specs = list(method or DEFAULT_METHODS)
     config = CheckConfig(steps=steps, layers=layers or None, seed=seed, batch_size=batch_size)
     loaded = load_model(model, weights, device, preprocess=preprocess, channels_last=channels_last)
-    x, paths = load_batch(data, loaded.preprocess, samples, loaded.device)
+    x, paths = load_batch(data, loaded.preprocess, samples, loaded.device, root)
     with task("checking", total=units(specs)) as advance:
         report = run_check(
             loaded.module,

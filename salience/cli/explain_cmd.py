@@ -21,6 +21,7 @@ from salience.cli import app
 from salience.cli._common import (
     MODEL_HELP,
     ChannelsLast,
+    DataRoot,
     Device,
     PreprocessSpec,
     Weights,
@@ -40,7 +41,11 @@ GRID_IMAGES = 12
 @user_errors
 def explain(
     images: Annotated[
-        list[Path] | None, typer.Argument(help="Image files to explain.", show_default=False)
+        list[Path] | None,
+        typer.Argument(
+            help="Image files to explain; a CSV/Parquet manifest stands for its images.",
+            show_default=False,
+        ),
     ] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)] = None,
     weights: Weights = None,
@@ -62,6 +67,7 @@ def explain(
     device: Device = "auto",
     channels_last: ChannelsLast = False,
     preprocess: PreprocessSpec = None,
+    root: DataRoot = None,
     sample: Annotated[
         bool,
         typer.Option(
@@ -82,7 +88,7 @@ def explain(
 
     specs = list(method or DEFAULT_METHODS)
     parsed = [parse_method_spec(s) for s in specs]  # unknown names fail before any work
-    paths = list(images or [])
+    paths = _expand(list(images or []), root)
     if sample:
         paths.insert(0, write_sample(out))
     if not paths:
@@ -170,6 +176,27 @@ def explain(
         f"{out / 'explain.json'}",
         highlight=False,
     )
+
+
+def _expand(args: list[Path], root: Path | None) -> list[Path]:
+    """The image arguments, each manifest replaced by its rows' images; a refused row is a
+    user error saying how many rows were refused and why."""
+    from salience.data.dataset import MANIFEST_SUFFIXES, read_dataset, refused
+
+    manifests = [a for a in args if a.suffix.lower() in MANIFEST_SUFFIXES]
+    if root is not None and not manifests:
+        raise SalienceError("--root is the data root of a manifest; give the manifest as IMAGE")
+    out: list[Path] = []
+    for arg in args:
+        if arg not in manifests:
+            out.append(arg)
+            continue
+        dataset = read_dataset(arg, root)
+        note = refused(dataset.items)
+        if note:
+            raise SalienceError(f"{arg}: {note}")
+        out.extend(dataset.root / item.path for item in dataset.items)
+    return out
 
 
 def _labels(specs: list[str], names: list[str]) -> list[str]:

@@ -99,7 +99,11 @@ def printable(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        try:  # os.walk's escapes of undecodable bytes -> the bytes, shown as \xff
+            raw = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # other lone surrogates, e.g. from JSON
+            raw = text.encode("utf-8", "backslashreplace")
+        text = raw.decode("utf-8", "backslashreplace")
     return text.replace("\0", "\\x00")
 
 
@@ -138,13 +142,16 @@ def relative_to_root(root: Path, path: str, base: Path | None = None) -> tuple[s
 
 
 def refused(items: list[Item], total_word: str = "rows") -> str | None:
-    """``"3 of 10 rows refused: 2 outside root (e.g. ...), 1 bad path (...)"``, or ``None``."""
+    """``"3 of 10 rows refused: 2 outside root (e.g. ...); 1 bad path (e.g. ...)"`` (with what to
+    do about paths outside the root), or ``None`` when no item has an error."""
     errors = [i.error for i in items if i.error]
     if not errors:
         return None
     kinds = Counter(e.split(":", 1)[0] for e in errors)
     example = {e.split(":", 1)[0]: e.split(":", 1)[-1].strip() for e in reversed(errors)}
     parts = [f"{n} {kind} (e.g. {example[kind]})" for kind, n in kinds.most_common()]
+    if "outside root" in kinds:
+        parts.append("pass --root with the folder that holds them")
     return f"{len(errors)} of {len(items)} {total_word} refused: " + "; ".join(parts)
 
 
