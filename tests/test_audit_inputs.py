@@ -104,3 +104,18 @@ def test_bad_files_are_recorded_and_the_run_goes_on(messy: Path, tmp_path: Path)
 def test_error_kinds() -> None:
     assert error_kind("image x.png is empty (0 bytes)") == "empty file"
     assert error_kind("weird failure") == "unreadable"
+
+
+def test_error_kind_ignores_words_in_the_path(tmp_path: Path) -> None:
+    from salience.audit.decode import DecodeStage
+    from salience.data.dataset import Item
+
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    full = io.BytesIO()
+    image(2, (64, 64)).save(full, format="PNG")
+    (folder / "too large.png").write_bytes(full.getvalue()[:100])
+    items = [Item("empty/too large.png", "ant")]
+    stage = DecodeStage(items, tmp_path, TinyModel().preprocess, (8, 8), [])
+    error = stage[0].error
+    assert error is not None and error.startswith("truncated or corrupt: empty/too large.png")

@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from salience.data.dataset import read_dataset
-from salience.data.manifest import parse_boxes
+from salience.audit.plan import sample_ids
+from salience.data.dataset import Item, read_dataset, refused, relative_to_root
+from salience.data.manifest import meta_names, parse_boxes
 from salience.data.masks import boxes_mask, read_mask, region_map, remap
 from salience.errors import SalienceError
 
@@ -202,3 +203,71 @@ def test_manifest_with_a_separate_data_root(tmp_path: Path) -> None:
     assert ds.items[0].error is None and ds.items[1].error is not None
     with pytest.raises(SalienceError, match="only for manifests"):
         read_dataset(tmp_path / "images", root=tmp_path)
+
+
+def test_folder_loops_and_undecodable_names_are_error_items(tmp_path: Path) -> None:
+    png(tmp_path / "cls" / "ok.png")
+    os.symlink("loop.png", tmp_path / "cls" / "loop.png")
+    with open(os.path.join(os.fsencode(tmp_path / "cls"), b"caf\xe9.png"), "wb") as f:
+        Image.new("RGB", (2, 2)).save(f, format="PNG")
+    ds = read_dataset(tmp_path)
+    errors = {i.path: i.error for i in ds.items}
+    assert errors["cls/ok.png"] is None
+    assert errors["cls/loop.png"] is not None and errors["cls/loop.png"].startswith("symlink loop:")
+    bad = errors["cls/caf\\xe9.png"]
+    assert bad is not None and bad.startswith("bad file name:") and "UTF-8" in bad
+    assert len(set(sample_ids(ds.items))) == 3
+
+
+def test_sample_ids_are_unique_even_for_paths_spelling_a_repeat() -> None:
+    items = [
+        Item("a.png", None),
+        Item("a.png", None),
+        Item("a.png\x001", None),
+        Item("\udcff", None),
+    ]
+    ids = sample_ids(items)
+    assert len(set(ids)) == 4
+    assert ids[:2] == sample_ids(items[:2])  # ids of earlier items do not depend on later ones
+
+
+def test_relative_to_root_refuses_nul_and_loops(tmp_path: Path) -> None:
+    path, error = relative_to_root(tmp_path, "a\x00b.png")
+    assert path == "a\\x00b.png" and error is not None and error.startswith("bad path:")
+    os.symlink("x", tmp_path / "x")
+    path, error = relative_to_root(tmp_path, "x/y.png")
+    assert error is not None and error.startswith("symlink loop:")
+    assert relative_to_root(tmp_path, "sub/../c.png") == ("c.png", None)
+    assert relative_to_root(tmp_path / "sub", "c.png", base=tmp_path)[1] is not None
+
+
+def test_refused_counts_reasons_with_an_example() -> None:
+    items = [
+        Item("a", None, error="outside root: '/x/a' is outside the data root '/d'"),
+        Item("b", None, error="outside root: '/x/b' is outside the data root '/d'"),
+        Item("c", None, error="bad path: 'c\\x00' contains a NUL byte; fix the path"),
+        Item("d", None),
+    ]
+    assert refused(items) == (
+        "3 of 4 rows refused: 2 outside root (e.g. '/x/a' is outside the data root '/d'); "
+        "1 bad path (e.g. 'c\\x00' contains a NUL byte; fix the path); "
+        "pass --root with the folder that holds them"
+    )
+    assert refused(items[3:]) is None
+
+
+def test_metadata_names_repeats_and_non_utf8_manifests(tmp_path: Path) -> None:
+    names, notes = meta_names(["Camera Model", "camera-model", "CAMERA_MODEL", "iso"])
+    assert names == ["meta_camera_model", "meta_camera_model_2", "meta_camera_model_3", "meta_iso"]
+    assert len(notes) == 2 and "'CAMERA_MODEL' is stored as meta_camera_model_3" in notes[1]
+    png(tmp_path / "a.png")
+    png(tmp_path / "b.png")
+    rows = "path,label\na.png,x\n./a.png,x\nb.png,x\nb.png,y\n"
+    (tmp_path / "m.csv").write_text(rows)
+    errors = [i.error for i in read_dataset(tmp_path / "m.csv").items]
+    assert errors[0] is None and errors[1] == "duplicate row: row 3 repeats 'a.png' of row 2"
+    assert errors[2] == errors[3] and errors[2] is not None
+    assert errors[2].startswith("conflicting labels: 'b.png' is labelled 'x' (row 4), 'y' (row 5)")
+    (tmp_path / "latin.csv").write_bytes("path,label\ncaf\xe9.png,x\n".encode("latin-1"))
+    with pytest.raises(SalienceError, match="is not UTF-8; save it as UTF-8"):
+        read_dataset(tmp_path / "latin.csv")

@@ -104,7 +104,7 @@ def test_hostile_corpus_is_recorded_row_by_row(corpus: Path, tmp_path: Path) -> 
     assert summary["predicted"] == len(good)
     for shard in (tmp_path / "run").rglob("*.parquet"):
         assert pq.read_table(shard).num_rows > 0
-    deep = np.asarray(run.view_image(df.loc["ant/deep16.png", "sample_id"]))
+    deep = np.asarray(run.view_image(str(df.loc["ant/deep16.png", "sample_id"])))
     assert 0 < deep.mean() < 255  # 16-bit scaled from its full range, not clipped
 
 

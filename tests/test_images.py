@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from salience.errors import SalienceError
+from salience.errors import ImageTooLargeError, SalienceError
 from salience.images import is_image_file, load_image
+from salience.models.preprocess import Preprocess, parse_preprocess
 
 
 def _photo(h: int = 48, w: int = 64) -> np.ndarray:
@@ -152,3 +154,60 @@ def test_draft_decodes_big_jpegs_smaller(tmp_path: Path) -> None:
 def test_is_image_file() -> None:
     assert is_image_file("a/B.JPEG") and is_image_file("x.png")
     assert not is_image_file("labels.csv")
+
+
+def test_extreme_aspect_ratio_is_refused_before_decoding(tmp_path: Path) -> None:
+    path = tmp_path / "wide.png"
+    Image.new("L", (1, 20000), 128).save(path, optimize=True)
+    assert path.stat().st_size < 400
+    with pytest.raises(ImageTooLargeError, match="1x20000, an aspect ratio of 20,000:1") as info:
+        load_image(path)
+    assert "above the limit of 64:1" in _one_line(info)
+    assert load_image(path, max_aspect=None).size == (1, 20000)
+    Image.new("RGB", (64, 1)).save(tmp_path / "edge.png")
+    assert load_image(tmp_path / "edge.png").size == (64, 1)  # 64:1 is still accepted
+    Image.new("RGB", (65, 1)).save(tmp_path / "over.png")
+    with pytest.raises(ImageTooLargeError, match="65x1"):
+        load_image(tmp_path / "over.png")
+
+
+def test_preprocess_caps_the_resized_side() -> None:
+    tall = Image.new("RGB", (1, 100), (255, 0, 0))
+    with pytest.raises(ImageTooLargeError, match="would be 256x25600, above the limit of 16384"):
+        Preprocess().view(tall)
+    with pytest.raises(ImageTooLargeError):
+        Preprocess()(tall)
+    wide = parse_preprocess("imagenet:max_side=30000")
+    assert wide.view(tall).size == (224, 224) and wide.describe()["max_side"] == 30000
+    assert Preprocess(resize=None).view(tall).size == (224, 224)  # straight to size: no cap
+    with pytest.raises(SalienceError, match="max_side=100 is below"):
+        parse_preprocess("imagenet:max_side=100")
+
+
+def test_all_nan_float_image_is_refused_and_nan_pixels_become_black(tmp_path: Path) -> None:
+    Image.fromarray(np.full((4, 4), np.nan, np.float32), "F").save(tmp_path / "nan.tiff")
+    with pytest.raises(SalienceError, match=r"nan\.tiff: no finite pixels") as info:
+        load_image(tmp_path / "nan.tiff")
+    _one_line(info)
+    part = np.full((2, 2), 0.5, np.float32)
+    part[0, 0] = np.nan
+    part[1, 1] = np.inf
+    Image.fromarray(part, "F").save(tmp_path / "part.tiff")
+    out = np.asarray(load_image(tmp_path / "part.tiff"))[..., 0]
+    assert out.tolist() == [[0, 128], [128, 255]]
+
+
+def test_links_and_permissions_say_what_is_wrong(tmp_path: Path) -> None:
+    os.symlink("gone.png", tmp_path / "dangling.png")
+    with pytest.raises(SalienceError, match=r"symbolic link to 'gone\.png', which does not exist"):
+        load_image(tmp_path / "dangling.png")
+    os.symlink("loop.png", tmp_path / "loop.png")
+    with pytest.raises(SalienceError, match="symlink loop"):
+        load_image(tmp_path / "loop.png")
+    Image.new("RGB", (2, 2)).save(tmp_path / "secret.png")
+    os.chmod(tmp_path / "secret.png", 0)
+    if os.geteuid() == 0:  # root reads any file
+        assert load_image(tmp_path / "secret.png").size == (2, 2)
+    else:
+        with pytest.raises(SalienceError, match="permission denied"):
+            load_image(tmp_path / "secret.png")
