@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from salience import metrics
 from salience.errors import SalienceError
 from salience.methods import explain, get_method, list_methods
 from salience.models import LoadedModel, load_model
 from salience.store import Run
 
+if TYPE_CHECKING:
+    from salience.monitor import Monitor
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:  # salience.Monitor: imported on first use (scipy, audit)
+    if name == "Monitor":
+        from salience.monitor import Monitor
+
+        return Monitor
+    raise AttributeError(f"module 'salience' has no attribute {name!r}")
+
 
 __all__ = [
     "LoadedModel",
+    "Monitor",
     "Run",
     "SalienceError",
     "__version__",
