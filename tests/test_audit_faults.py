@@ -1,8 +1,10 @@
-"""Faults around an audit: a full disk at any step, and ``kill -9`` with decoding workers."""
+"""Faults around an audit: a full disk at any step, ``kill -9`` with decoding workers, and a
+model or method that fails on one image (or on all of them)."""
 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import signal
@@ -11,11 +13,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from audit_helpers import TinyModel, make_folder
+import torch
+from audit_helpers import TinyModel, TinyNet, make_folder
+from PIL import Image
 
 from salience.audit import audit
 from salience.errors import SalienceError
@@ -164,3 +169,114 @@ def test_kill_9_with_workers_frees_the_lock_and_leaves_no_workers(tmp_path: Path
     assert run.status == "complete" and run.count() == 24
     run.verify()
     shutil.rmtree(out)
+
+
+class _FailBackward(torch.autograd.Function):
+    """Identity whose backward raises when the batch held a marked image."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, bad: bool) -> torch.Tensor:
+        ctx.bad = bad
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        if ctx.bad:
+            raise RuntimeError("no gradient through this image")
+        return grad, None
+
+
+class PickyNet(TinyNet):
+    """Fails on batches holding the all-white image: in the forward (``where="forward"``),
+    in the backward only (``"backward"``), or on every batch (``"always"``)."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__()
+        self.where, self.calls = where, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        bad = bool((x.flatten(1).amin(1) > 10).any())
+        if self.where == "always" or (self.where == "forward" and bad):
+            raise RuntimeError("cannot handle\nthis input")
+        if self.where == "backward":
+            x = _FailBackward.apply(x, bad)
+        return super().forward(x)
+
+
+def picky_audit(folder: Path, out: Path, where: str, **kw: Any) -> tuple[TinyModel, Run]:
+    model = TinyModel(module=PickyNet(where))
+    model.preprocess = type(model.preprocess)(size=16, resize=16, mean=(0.5,) * 3, std=(0.04,) * 3)
+    options = {**OPTIONS, "batch_size": 4, **kw}
+    audit(model, folder, out, ["gradient"], **options)  # type: ignore[arg-type]
+    return model, Run.open(out)
+
+
+@pytest.fixture
+def with_white(tmp_path: Path) -> Path:
+    folder = make_folder(tmp_path / "data", per_class=3, masks=False)
+    Image.new("RGB", (20, 16), (255, 255, 255)).save(folder / "bee" / "0001a.png")  # 2nd batch
+    return folder
+
+
+def clean_reference(folder: Path, out: Path) -> Run:
+    _, run = picky_audit(folder, out, "none")
+    return run
+
+
+@pytest.mark.parametrize("where", ["forward", "backward"])
+def test_one_bad_image_is_recorded_and_its_batch_mates_get_their_rows(
+    with_white: Path, tmp_path: Path, where: str
+) -> None:
+    _, run = picky_audit(with_white, tmp_path / "run", where)
+    ref = clean_reference(with_white, tmp_path / "ref")
+    df, rf = run.samples().set_index("path"), ref.samples().set_index("path")
+    st = run.stats("gradient").set_index("sample_id")
+    white = df.loc["bee/0001a.png"]
+    reason = (
+        "model failed: RuntimeError: cannot handle this input"
+        if where == "forward"
+        else "method failed: RuntimeError: no gradient through this image"
+    )
+    if where == "forward":
+        assert white["error"] == reason and pd.isna(white["pred"])
+        assert st.loc[white["sample_id"], "error"] == f"no map: {reason}"
+    else:
+        assert pd.isna(white["error"]) and white["pred"] == rf.loc["bee/0001a.png", "pred"]
+        assert st.loc[white["sample_id"], "error"] == reason
+        assert pd.isna(st.loc[white["sample_id"], "entropy"])
+    assert df["error"].notna().sum() == (1 if where == "forward" else 0)
+    assert st["error"].notna().sum() == 1  # only the bad image, not its whole batch
+    others = df.drop(index="bee/0001a.png")
+    assert (others["pred"] == rf.loc[others.index, "pred"]).all()
+    ids = others["sample_id"].tolist()
+    np.testing.assert_allclose(
+        run.saliencies(ids, "gradient"), ref.saliencies(ids, "gradient"), rtol=1e-2, atol=1e-3
+    )
+    with pytest.raises(SalienceError, match="has no gradient map"):
+        run.saliency(white["sample_id"], "gradient")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    if where == "forward":
+        assert summary["skipped"]["reasons"] == {"model failed": 1}
+    else:
+        assert summary["map_errors"]["gradient"] == {"method failed": 1}
+
+
+@pytest.mark.parametrize(
+    ("where", "named"), [("always", "the model"), ("backward-all", "method gradient")]
+)
+def test_a_model_or_method_failing_on_every_image_stops_early(
+    tmp_path: Path, where: str, named: str
+) -> None:
+    folder = make_folder(tmp_path / "data", per_class=20, masks=False)  # 60 images, 15 batches
+    if where == "backward-all":
+        for p in folder.rglob("*.png"):
+            Image.new("RGB", (20, 16), (255, 255, 255)).save(p)
+    with pytest.raises(SalienceError) as exc:
+        picky_audit(folder, tmp_path / "run", "backward" if where == "backward-all" else where)
+    text = str(exc.value)
+    assert text.startswith(f"{named} failed on each of the first 16 images (")
+    assert "\n" not in text and "RuntimeError" in text
+    run = tmp_path / "run"
+    assert not complete_shards(run) and not list(run.rglob("batch-*.npz"))  # nothing recorded
+    assert Run.open(run).status == "failed"

@@ -31,8 +31,8 @@ class Computed:
     decoded: list[Decoded]
     ok: list[int]  # positions in ``decoded`` of the items that went through the model
     logits: np.ndarray  # [len(ok), K]
-    maps: dict[str, np.ndarray | None]  # method -> [len(ok), h, w] float32
-    method_errors: dict[str, str | None]
+    maps: dict[str, np.ndarray]  # method -> [len(ok), h, w] float32 (NaN where it failed)
+    method_errors: dict[str, dict[int, str]]  # method -> position in ``decoded`` -> reason
 
 
 def _list(values: np.ndarray) -> list[Any]:
@@ -109,9 +109,10 @@ def assemble(plan: Plan, c: Computed) -> tuple[Columns, dict[str, Columns], dict
                 if big[j]:
                     cols["error"][i] = "float16 overflow: map values beyond 65504 stored clipped"
             full[c.ok] = np.clip(stored, -FLOAT16_MAX, FLOAT16_MAX).astype(np.float16)
-        elif c.method_errors.get(method):
-            for i in c.ok:
-                cols["error"][i] = c.method_errors[method]
+        for i, reason in c.method_errors.get(method, {}).items():
+            for column in cols.values():
+                column[i] = None  # no statistics of a map that was not made
+            cols["error"][i] = reason
         cols["sample_id"] = samples["sample_id"]
         cols["shard"] = samples["shard"]
         cols["row"] = samples["row"]

@@ -1,5 +1,8 @@
 """Stage 4: logits and saliency maps for a batch, resized to the map size.
 
+:func:`attribute_each` is what the audit calls: where the batch fails (the model's forward, or
+a method) it retries one image at a time, so that one bad image costs only its own row.
+
 The predicted class is what every map explains. To avoid a forward pass only for the
 prediction, :class:`LogitTap` records the model's outputs on the clean batch while the first
 method runs (every method evaluates the clean images at least once); only if it did not see
@@ -119,9 +122,103 @@ def attribute(
         except SalienceError:
             raise
         except Exception as exc:  # recorded per batch; the run goes on
-            maps[name], errors[name] = None, f"method failed: {type(exc).__name__}: {exc}"
+            maps[name], errors[name] = None, failure("method failed", exc)
         if logits is None:
             logits = forward(model, x)
     if logits is None:
         logits = forward(model, x)
     return Attributed(logits.detach().float(), maps, errors)
+
+
+def failure(kind: str, exc: BaseException) -> str:
+    """``"<kind>: <Type>: <message>"`` on one line (long messages are cut)."""
+    text = " ".join(str(exc).split())
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return f"{kind}: {type(exc).__name__}: {text}" if text else f"{kind}: {type(exc).__name__}"
+
+
+@dataclass
+class PerImage:
+    """A batch through the model, image by image where needed: logits ``[N, K]`` and per
+    method maps ``[N, h, w]``, with NaN rows (and the reason) where the model or a method
+    failed on an image. ``K`` is 0 when the model failed on every image."""
+
+    logits: torch.Tensor
+    maps: dict[str, torch.Tensor]
+    model_errors: dict[int, str]  # image -> why the model failed on it
+    errors: dict[str, dict[int, str]]  # method -> image -> why the method failed on it
+
+
+def attribute_each(
+    model: nn.Module,
+    x: torch.Tensor,
+    methods: dict[str, Attribution],
+    map_size: tuple[int, int],
+) -> PerImage:
+    """:func:`attribute` on the batch; if the model fails on it, each image alone; if a
+    method fails on it, that method on each image alone (same target: the prediction)."""
+    n = len(x)
+    try:
+        whole = attribute(model, x, methods, map_size)
+    except SalienceError:
+        raise
+    except Exception as exc:  # the model's forward failed on this batch
+        if n > 1:
+            alone = [attribute_each(model, x[i : i + 1], methods, map_size) for i in range(n)]
+            return _stack(alone)
+        nan = torch.full((1, *map_size), float("nan"), device=x.device)
+        return PerImage(
+            torch.full((1, 0), float("nan"), device=x.device),
+            dict.fromkeys(methods, nan),
+            {0: failure("model failed", exc)},
+            {m: {} for m in methods},
+        )
+    target = whole.logits.argmax(1)
+    maps: dict[str, torch.Tensor] = {}
+    errors: dict[str, dict[int, str]] = {}
+    for name, found in whole.maps.items():
+        if found is not None:
+            maps[name], errors[name] = found, {}
+        else:
+            why = whole.errors[name] or "method failed"
+            maps[name], errors[name] = _one_by_one(model, x, target, methods[name], map_size, why)
+    return PerImage(whole.logits, maps, {}, errors)
+
+
+def _one_by_one(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    method: Attribution,
+    map_size: tuple[int, int],
+    reason: str,
+) -> tuple[torch.Tensor, dict[int, str]]:
+    """A method that failed on the batch, on each image alone: maps with NaN rows, reasons."""
+    out = torch.full((len(x), *map_size), float("nan"), device=x.device)
+    if len(x) == 1:
+        return out, {0: reason}
+    errors: dict[int, str] = {}
+    for i in range(len(x)):
+        try:
+            raw = method.explain(model, x[i : i + 1], target[i : i + 1])
+            out[i] = resize_maps(raw.detach(), map_size)[0]
+        except SalienceError:
+            raise
+        except Exception as exc:
+            errors[i] = failure("method failed", exc)
+    return out, errors
+
+
+def _stack(parts: list[PerImage]) -> PerImage:
+    k = max(p.logits.shape[1] for p in parts)
+    logits = [
+        p.logits if p.logits.shape[1] == k else p.logits.new_full((1, k), float("nan"))
+        for p in parts
+    ]
+    methods = list(parts[0].maps)
+    return PerImage(
+        torch.cat(logits),
+        {m: torch.cat([p.maps[m] for p in parts]) for m in methods},
+        {i: p.model_errors[0] for i, p in enumerate(parts) if p.model_errors},
+        {m: {i: p.errors[m][0] for i, p in enumerate(parts) if p.errors[m]} for m in methods},
+    )

@@ -27,8 +27,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from salience.audit.assemble import Columns, Computed, assemble
-from salience.audit.attribute import attribute
+from salience.audit.attribute import attribute_each
 from salience.audit.decode import DecodeStage, collate, exact_frame
+from salience.audit.failures import FailureTally
 from salience.audit.lifeline import die_with_parent
 from salience.audit.plan import Batch, ModelLike, Plan, check_resume, make_plan, now
 from salience.audit.summary import summarize
@@ -287,6 +288,7 @@ class AuditSession:
         self.buffers: dict[int, dict[tuple[int, int], Saved]] = {}
         self.queue: queue.Queue[Computed | None] = queue.Queue(maxsize=4)
         self.failure: BaseException | None = None
+        self.tally = FailureTally(methods)
 
     def run(self) -> None:
         plan = self.plan
@@ -329,15 +331,21 @@ class AuditSession:
         thread = threading.Thread(target=self._write_loop, name="salience-writer", daemon=True)
         thread.start()
         module = self.model.module.to(self.device)
+        held: list[Computed] = []  # see salience.audit.failures
         try:
             for batch, decoded in zip(todo, batches, strict=True):
-                computed = self._model_stage(module, batch, decoded, cuda)
-                self._put(computed)
+                held.append(self._model_stage(module, batch, decoded, cuda))
+                self.tally.check()
+                if self.tally.proven:
+                    while held:
+                        self._put(held.pop(0))
                 self.finished += len(decoded)
                 self.computed += len(decoded)
                 if self.progress is not None:
                     elapsed = time.perf_counter() - self.t0
                     self.progress(Progress(self.finished, self.total, self.computed, elapsed))
+            while held:  # nothing proved the model works, nor failed often enough to stop
+                self._put(held.pop(0))
         finally:
             self._put(None)
             thread.join()
@@ -349,43 +357,49 @@ class AuditSession:
         self, module: torch.nn.Module, batch: Batch, decoded: list[Any], cuda: bool
     ) -> Computed:
         h, w = self.plan.manifest["map_size"]
-        ok = [i for i, d in enumerate(decoded) if d.x is not None]
+        k = len(self.plan.class_names)
+        reached = [i for i, d in enumerate(decoded) if d.x is not None]
         logits_parts: dict[int, np.ndarray] = {}
         map_parts: dict[str, dict[int, np.ndarray]] = {m: {} for m in self.methods}
-        errors: dict[str, str | None] = dict.fromkeys(self.methods)
+        errors: dict[str, dict[int, str]] = {m: {} for m in self.methods}
+        failed: dict[int, str] = {}
         shapes: dict[tuple[int, ...], list[int]] = {}
-        for i in ok:
+        for i in reached:
             shapes.setdefault(tuple(decoded[i].x.shape), []).append(i)
         for rows in shapes.values():  # inputs of different sizes are run separately
             x = torch.stack([decoded[i].x for i in rows])
             x = (x.pin_memory() if cuda else x).to(self.device, non_blocking=cuda)
-            result = attribute(module, x, self.methods, (h, w))
-            k = len(self.plan.class_names)
-            if result.logits.shape[1] != k:
+            result = attribute_each(module, x, self.methods, (h, w))
+            if len(result.model_errors) < len(rows) and result.logits.shape[1] != k:
                 raise SalienceError(
                     f"the model has {result.logits.shape[1]} outputs but the run has {k} "
                     f"classes ({self.plan.manifest['class_source']}); pass --classes FILE "
                     "with one name per output"
                 )
             logits = result.logits.cpu().numpy()
+            maps = {name: m.cpu().numpy() for name, m in result.maps.items()}
             for j, i in enumerate(rows):
+                if j in result.model_errors:
+                    failed[i] = result.model_errors[j]
+                    continue
                 logits_parts[i] = logits[j]
-            for name, maps in result.maps.items():
-                errors[name] = errors[name] or result.errors[name]
-                if maps is not None:
-                    arr = maps.cpu().numpy()
-                    for j, i in enumerate(rows):
-                        map_parts[name][i] = arr[j]
+                for name, arr in maps.items():
+                    map_parts[name][i] = arr[j]
+                    if j in result.errors[name]:
+                        errors[name][i] = result.errors[name][j]
+        self.tally.add_batch(len(reached), failed, errors)
+        for i, reason in failed.items():
+            decoded[i].error = reason  # no prediction: recorded like an unreadable image
         for d in decoded:
             d.x = None  # free the input tensors before queueing
-        k = len(self.plan.class_names)
+        ok = [i for i in reached if i not in failed]
         return Computed(
             batch=batch,
             decoded=decoded,
             ok=ok,
             logits=np.stack([logits_parts[i] for i in ok]) if ok else np.zeros((0, k)),
             maps={
-                m: np.stack([p[i] for i in ok]) if ok and len(p) == len(ok) else None
+                m: np.stack([p[i] for i in ok]) if ok else np.zeros((0, h, w), np.float32)
                 for m, p in map_parts.items()
             },
             method_errors=errors,
