@@ -21,9 +21,11 @@ from salience.cli import (  # noqa: E402,F401
     demo_cmd,
     explain_cmd,
     methods_cmd,
+    monitor_cmd,
     report_cmd,
     serve_cmd,
     shortcuts_cmd,
+    slices_cmd,
 )
 
 
