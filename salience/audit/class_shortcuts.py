@@ -45,9 +45,7 @@ class ClassWideParams:
     min_images: int = 5
     top: float = 0.1  # the hottest share of cells compared across images (overlap)
     intervention_images: int = 64  # per side (the class, the other classes)
-    min_effect: float = (
-        0.5  # confirmed: masking or pasting changes this share more than the control
-    )
+    min_effect: float = 0.5  # confirmed: filling the box changes this share beyond control
 
 
 def class_box(mean_map: np.ndarray, level: float) -> Box:
@@ -91,16 +89,19 @@ def _inside(flat: np.ndarray, shape: tuple[int, ...], box: Box, grow: int = 1) -
 
 
 def overlap(grids: np.ndarray, top: float) -> float:
-    """Mean over pairs of images of the share of their hottest ``top`` cells they have in
-    common: ``sum_cells(c^2 - c) / (n (n - 1) k)`` with ``c`` the images per cell (exact, O(n))."""
+    """Mean over pairs of images of the share of their hottest ``top`` cells (cells with mass
+    only) they have in common: ``sum_cells(c^2 - c) / (n (n - 1) k)`` with ``c`` the images
+    per cell and ``k`` the mean number of cells per image (exact for equal counts, O(n))."""
     n = len(grids)
     flat = grids.reshape(n, -1)
     k = max(1, round(top * flat.shape[1]))
     if n < 2:
         return float("nan")
     hottest = np.argpartition(-flat, k - 1, axis=1)[:, :k]
-    counts = np.bincount(hottest.ravel(), minlength=flat.shape[1]).astype(np.float64)
-    return float((counts**2 - counts).sum() / (n * (n - 1) * k))
+    hot = np.take_along_axis(flat, hottest, 1) > 0
+    counts = np.bincount(hottest[hot], minlength=flat.shape[1]).astype(np.float64)
+    mean_k = max(float(hot.sum(1).mean()), 1e-12)
+    return float((counts**2 - counts).sum() / (n * (n - 1) * mean_k))
 
 
 def spread(points: np.ndarray) -> float:
@@ -147,7 +148,7 @@ def class_wide(grids: dict[str, np.ndarray], params: ClassWideParams) -> dict[st
         other_mean = np.mean([means[c] for c in others], axis=0) if others else None
         mass = float(mean[rows, cols].sum())
         entry: dict[str, Any] = {
-            "box": [round(v, 4) for v in box],
+            "box": [round(float(v), 4) for v in box],
             "area": round(area, 4),
             "share": round(share, 4),
             "other_share": None if other_share is None else round(other_share, 4),
@@ -162,7 +163,7 @@ def class_wide(grids: dict[str, np.ndarray], params: ClassWideParams) -> dict[st
             "peak_spread": round(spread(_peaks(hottest[name], shape)), 4),
             "com_spread": round(spread(_centres(g)), 4),
             "overlap": round(overlap(g, params.top), 4),
-            "centroid": [round(v, 4) for v in mass_centre(mean)],
+            "centroid": [round(float(v), 4) for v in mass_centre(mean)],
             "mean_map": _rounded(mean),
             "others_map": None if other_mean is None else _rounded(other_mean),
         }

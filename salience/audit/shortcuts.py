@@ -110,13 +110,13 @@ def find_shortcuts(
             : params.examples
         ].tolist()
         inside = report["region_share"].get(params.region)
-        if entry["flagged"] and inside is not None and np.isfinite(inside):
-            if inside >= params.min_inside:  # the annotated object, sitting still
-                entry["flagged"] = False
-                entry["evidence"] += (
-                    f", but {inside:.0%} of the saliency of correct {name} images is on "
-                    f"{params.region!r}, the region that should decide"
-                )
+        known = inside is not None and np.isfinite(inside)
+        if entry["flagged"] and known and inside >= params.min_inside:  # the object, sitting still
+            entry["flagged"] = False
+            entry["evidence"] += (
+                f", but {inside:.0%} of the saliency of correct {name} images is on "
+                f"{params.region!r}, the region that should decide"
+            )
         if entry["flagged"]:
             _confirm(run, df, name, entry, params, model, no_model)
         _combine(report, entry)
@@ -259,7 +259,7 @@ def _cluster(
         "flagged": False,
         "centroid": [round(v, 4) for v in mass_centre(mean)],
         "peak": [round(py, 4), round(px, 4)],
-        "box": [round(v, 4) for v in class_box(mean, params.class_wide.level)],
+        "box": [round(float(v), 4) for v in class_box(mean, params.class_wide.level)],
         "concentration": _num(top_mass(mean)),
         "consistency": _num(consistency),
         "distance": _num(distance),
@@ -365,12 +365,9 @@ def _confirm(
         return
     entry["intervention"] = result
     removed, pasted = result["removed"], result["pasted"]
-    effects = [
-        e - (c or 0.0)
-        for e, c in ((removed, result["removed_control"]), (pasted, result["pasted_control"]))
-        if e is not None
-    ]
-    entry["confirmed"] = bool(effects) and max(effects) >= wide.min_effect
+    # removal decides: a piece of a real object pasted elsewhere can move a model too
+    effect = None if removed is None else removed - (result["removed_control"] or 0.0)
+    entry["confirmed"] = effect is not None and effect >= wide.min_effect
     entry["flagged"] = entry["confirmed"]
     told = (
         f"filling the box changes {_pct(removed)} of the model's {name} decisions (a box "
