@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+from typer.core import TyperCommand
+
+from salience.cli._command import Command, Group
 
 app = typer.Typer(
     name="salience",
@@ -11,9 +16,37 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=Group,
 )
 
-# Each module registers its command(s) on ``app`` when imported.
+
+def _show_version(value: bool) -> None:
+    if value:
+        import platform
+
+        import torch
+
+        from salience import __version__
+
+        py = platform.python_version()
+        typer.echo(f"salience {__version__} (torch {torch.__version__}, Python {py})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Explain image classifiers with saliency maps, check which maps to trust, and audit
+    models with them."""
+
+
+# Each module registers its command(s) on ``app`` when imported; all use one command class.
 from salience.cli import (  # noqa: E402,F401
     audit_cmd,
     check_cmd,
@@ -27,6 +60,10 @@ from salience.cli import (  # noqa: E402,F401
     shortcuts_cmd,
     slices_cmd,
 )
+
+for _info in app.registered_commands:
+    if _info.cls in (None, TyperCommand):
+        _info.cls = Command
 
 
 def main() -> None:
