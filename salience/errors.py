@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 
 class SalienceError(Exception):
     """An error caused by the user's input; the CLI prints it as one line, without traceback."""
@@ -12,7 +14,9 @@ class UnknownNameError(SalienceError, KeyError):
 
     def __init__(self, kind: str, name: str, known: list[str]) -> None:
         self.kind, self.name, self.known = kind, name, known
-        super().__init__(f"unknown {kind} {name!r}; choose one of: {', '.join(known)}")
+        close = difflib.get_close_matches(str(name).lower(), known, n=1, cutoff=0.75)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        super().__init__(f"unknown {kind} {name!r}; {hint}choose one of: {', '.join(known)}")
 
     def __str__(self) -> str:
         return str(self.args[0])

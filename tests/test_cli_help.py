@@ -29,3 +29,11 @@ def test_help_shows_no_type_for_flags_and_capital_arguments(command: str | None)
     usage = next(line for line in res.output.splitlines() if "Usage:" in line)
     assert "{" not in usage and not re.search(r"\b[a-z_]+\b$", usage.strip()), usage
     assert "--help" in res.output
+
+
+def test_unknown_names_suggest_the_closest() -> None:
+    with pytest.raises(salience.errors.SalienceError, match="did you mean 'gradcam'"):
+        salience.get_method("gradcamm")
+    with pytest.raises(salience.errors.SalienceError) as info:
+        salience.get_method("zzz")
+    assert "did you mean" not in str(info.value) and "choose one of" in str(info.value)
