@@ -66,6 +66,10 @@ def corpus(tmp_path: Path) -> Path:
     os.symlink("loop.png", bee / "loop.png")
     with open(os.path.join(os.fsencode(bee), b"bad\xff.png"), "wb") as f:
         image(9).save(f, format="PNG")
+    latin = os.path.join(os.fsencode(root), b"caf\xe9")  # a class folder named in Latin-1
+    os.mkdir(latin)
+    image(10).save(os.path.join(latin, b"x.png").decode(errors="surrogateescape"))
+    os.symlink("loop", root / "loop")  # a looping link where class folders are listed
     return root
 
 
@@ -91,6 +95,7 @@ def test_hostile_corpus_is_recorded_row_by_row(corpus: Path, tmp_path: Path) -> 
         "bee/dangling.png": ("missing file", "symbolic link to 'missing.png'"),
         "bee/loop.png": ("symlink loop", "leads back to itself"),
         "bee/bad\\xff.png": ("bad file name", "not valid UTF-8"),
+        "caf\\xe9/x.png": ("bad file name", "not valid UTF-8"),
     }
     if not ROOT_READS_ANYTHING:
         expected["bee/noperm.png"] = ("permission denied", "permission denied")
@@ -98,6 +103,7 @@ def test_hostile_corpus_is_recorded_row_by_row(corpus: Path, tmp_path: Path) -> 
     for path, (kind, cause) in expected.items():
         assert errors[path].startswith(kind + ":") and cause in errors[path], errors[path]
     assert df.loc[list(expected), "pred"].isna().all()
+    assert df.loc["caf\\xe9/x.png", "label"] == "caf\\xe9"
     kinds = {kind for kind, _ in expected.values()}
     assert set(summary["skipped"]["reasons"]) == kinds
     assert summary["skipped"]["total"] == len(expected)
@@ -221,3 +227,18 @@ def test_extreme_aspect_ratio_stays_under_a_memory_ceiling(tmp_path: Path) -> No
     assert "1x20000, an aspect ratio of 20,000:1, above the limit of 64:1" in lines[1]
     assert "would be 256x5120000, above the limit of 16384 pixels a side" in lines[2]
     assert lines[3].startswith("audit: {'too large': 1} ['too large:"), lines[3]
+
+
+def test_csv_names_with_commas_quotes_and_newlines(tmp_path: Path) -> None:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    names = [*_good(folder), WEIRD_NAME]
+    paths = [f"imgs/{n}" for n in names]
+    frame = pd.DataFrame({"path": paths, "label": ["ant"] * len(names), "note": names})
+    frame.to_csv(tmp_path / "m.csv", index=False)
+    assert '"comma, ""quote""\nnewline.png"' in (tmp_path / "m.csv").read_text()
+    audit(TinyModel(), tmp_path / "m.csv", tmp_path / "run", ["gradient"], workers=0)
+    df = Run.open(tmp_path / "run").samples()
+    assert df["path"].tolist() == paths
+    assert df["meta_note"].tolist() == names
+    assert df["error"].isna().all() and df["pred"].notna().all()

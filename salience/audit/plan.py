@@ -297,4 +297,6 @@ def _comparable(key: str, value: Any) -> Any:
         return {k: value.get(k) for k in ("manifest_sha256", "root", "count")}
     if key == "model" and isinstance(value, dict):
         return {k: value.get(k) for k in ("spec", "state_sha256", "cam_layer")}
+    if key == "preprocess" and isinstance(value, dict):  # a safety cap changes no numbers
+        return {k: v for k, v in value.items() if k != "max_side"}
     return value

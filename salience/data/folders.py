@@ -26,7 +26,13 @@ LEGEND_NAMES = ("regions.json", "legend.json")
 def read_folder(root: Path) -> Dataset:
     """Items of ``root``, sorted by class then path; masks and legends attached."""
     root = root.resolve()
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    try:
+        entries = list(os.scandir(root))
+    except OSError as exc:
+        raise SalienceError(
+            f"cannot list {str(root)!r}: {exc.strerror}; check its permissions"
+        ) from None
+    classes = sorted(e.name for e in entries if _is(e, "dir") and not e.name.startswith("."))
     if not classes:
         raise SalienceError(
             f"{str(root)!r} has no class sub-folders; lay images out as ROOT/<class>/<image> or "
@@ -35,9 +41,11 @@ def read_folder(root: Path) -> Dataset:
     legend = _dataset_legend(root)
     items: list[Item] = []
     skipped: Counter[str] = Counter()
-    top_level = sum(1 for e in os.scandir(root) if e.is_file() and e.name not in LEGEND_NAMES)
+    unlisted: list[str] = []
+    top_level = sum(1 for e in entries if _is(e, "file") and e.name not in LEGEND_NAMES)
     for cls in classes:
-        for rel, error in _walk(root, root / cls):
+        label = printable(cls)  # a folder name that is not UTF-8 is stored escaped
+        for rel, error in _walk(root, root / cls, unlisted):
             name = rel.rsplit("/", 1)[-1]
             lower = name.lower()
             if lower.endswith(MASK_SUFFIX) or lower.endswith(".mask.json"):
@@ -47,27 +55,47 @@ def read_folder(root: Path) -> Dataset:
                 skipped[suffix] += 1
                 continue
             if error:
-                items.append(Item(path=rel, label=cls, error=error))
+                items.append(Item(path=rel, label=label, error=error))
                 continue
             items.append(_with_mask(root, rel, cls, legend))
     notes = [
         f"skipped {n} file(s) with extension {ext} (not an image type)"
         for ext, n in sorted(skipped.items())
     ]
+    if unlisted:
+        notes.append(f"could not list {len(unlisted)} folder(s), e.g. {unlisted[0]}")
     if top_level:
         notes.append(f"ignored {top_level} file(s) directly in the root (not in a class folder)")
     if not items:
         raise SalienceError(f"no images found under {str(root)!r}")
     return Dataset(
-        root=root, source=str(root), kind="folder", items=items, labels=classes, notes=notes
+        root=root,
+        source=str(root),
+        kind="folder",
+        items=items,
+        labels=[printable(c) for c in classes],
+        notes=notes,
     )
 
 
-def _walk(root: Path, folder: Path) -> list[tuple[str, str | None]]:
+def _is(entry: os.DirEntry[str], kind: str) -> bool:
+    """``entry.is_dir()``/``is_file()``, False for a looping or unreadable link."""
+    try:
+        return entry.is_dir() if kind == "dir" else entry.is_file()
+    except OSError:
+        return False
+
+
+def _walk(root: Path, folder: Path, unlisted: list[str]) -> list[tuple[str, str | None]]:
     """Relative POSIX paths of the files under ``folder`` (sorted), each with the reason it
-    must not be opened (a name that is not UTF-8, a looping link, a link out of ``root``)."""
+    must not be opened (a name that is not UTF-8, a looping link, a link out of ``root``);
+    folders that cannot be listed are appended to ``unlisted``."""
     out: list[tuple[str, str | None]] = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+
+    def note(exc: OSError) -> None:
+        unlisted.append(printable(f"{exc.filename}: {exc.strerror}"))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=note, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fname in sorted(filenames):
             if fname.startswith("."):
