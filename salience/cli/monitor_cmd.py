@@ -57,12 +57,13 @@ def monitor(
         ),
     ],
     window: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Images per window (windows follow the rows), or with --time-column a "
-            "duration such as 1h or 15min."
+            "duration such as 1h or 15min. Default: the monitor folder's, else 200.",
+            show_default=False,
         ),
-    ] = "200",
+    ] = None,
     time_column: Annotated[
         str | None,
         typer.Option(

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from salience.monitor.features import Features
-from salience.monitor.window import Baseline, test_window
+from salience.monitor.window import Baseline, window_tests
 
 SPLITS = 100
 
@@ -37,7 +37,7 @@ def calibrate(
     for _ in range(splits):
         order = rng.permutation(n)
         win, rest = features.take(order[:size]), features.take(order[size:])
-        result = test_window(Baseline(rest, class_names), win, alpha, rng, classes=False)
+        result = window_tests(Baseline(rest, class_names), win, alpha, rng, classes=False)
         saliency += bool(result["alert"])
         bbsd_alarms += bool(result["bbsd"]["alert"])
     measured = saliency / splits

@@ -34,7 +34,7 @@ from salience.monitor.layout import (
     window_file,
     window_files,
 )
-from salience.monitor.window import Baseline, test_window
+from salience.monitor.window import Baseline, window_tests
 from salience.store import Run, RunLock
 from salience.store.layout import read_json, write_json, write_parquet
 
@@ -71,14 +71,17 @@ class Monitor:
         path: str | os.PathLike[str],
         baseline: str | os.PathLike[str] | None = None,
         *,
-        window: int | str = 200,
+        window: int | str | None = None,
         alpha: float = 0.05,
         methods: Sequence[str] | None = None,
         time_column: str | None = None,
         calibration_splits: int = SPLITS,
         seed: int = 0,
     ) -> Monitor:
-        """Open (or create, with ``baseline``) the monitor folder ``path`` for writing."""
+        """Open (or create, with ``baseline``) the monitor folder ``path`` for writing.
+
+        ``window``: images per window (default 200) or, with ``time_column``, a duration such
+        as ``"1h"``; an existing folder keeps its own (giving another is refused)."""
         folder = Path(path).expanduser().resolve()
         folder.mkdir(parents=True, exist_ok=True)
         lock = RunLock(folder)
@@ -105,7 +108,7 @@ class Monitor:
     def _config(
         folder: Path,
         baseline: str | os.PathLike[str] | None,
-        window: int | str,
+        window: int | str | None,
         alpha: float,
         methods: Sequence[str] | None,
         time_column: str | None,
@@ -120,6 +123,13 @@ class Monitor:
                     f"{folder} monitors baseline {config['baseline']}, not {baseline}; "
                     "choose another --out for a new baseline"
                 )
+            given = {"window": window, "time_column": time_column}
+            for key, value in given.items():
+                if value is not None and str(value) != str(config.get(key)):
+                    raise SalienceError(
+                        f"{folder} monitors with {key} {config.get(key)}, not {value}; "
+                        "choose another --out to change it"
+                    )
             return config
         if baseline is None:
             raise SalienceError(f"{folder} is not a monitor folder; pass the baseline run")
@@ -136,10 +146,11 @@ class Monitor:
             raise SalienceError(
                 f"method(s) {', '.join(unknown)} not in the baseline run ({', '.join(run.methods)})"
             )
+        text = "200" if window is None else str(window).strip()
         config = {
             "format": FORMAT,
             "baseline": str(Path(baseline).resolve()),
-            "window": window,
+            "window": int(text) if text.isdigit() else text,
             "time_column": time_column,
             "alpha": alpha,
             "methods": chosen,
@@ -208,7 +219,7 @@ class Monitor:
         index = 1 + max((w["index"] for w in done), default=-1)
         rng = np.random.default_rng([int(self.config["seed"]), index])
         result = {"index": index, "start": start, "end": end, "key": key}
-        result.update(test_window(self.baseline, f, self.alpha, rng))
+        result.update(window_tests(self.baseline, f, self.alpha, rng))
         result.update(extra or {})
         write_parquet(window_file(self.folder, index), _table(f, result, META_KEY))
         self.write_summary([*done, result])

@@ -111,7 +111,7 @@ def monitor_data(
     data: str | os.PathLike[str] | Dataset,
     out: str | os.PathLike[str],
     *,
-    window: int | str = 200,
+    window: int | str | None = None,
     time_column: str | None = None,
     model: ModelLike | None = None,
     candidate: ModelLike | None = None,
@@ -126,13 +126,13 @@ def monitor_data(
     on_window: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Monitor ``data`` against the baseline run into the folder ``out``; returns the summary
-    (``monitor.json``). Rerun to resume; windows recorded before are kept."""
-    size = parse_window(window, time_column)
+    (``monitor.json``). Rerun to resume; windows recorded before are kept. ``window``
+    defaults to the monitor folder's, else 200 images."""
     dataset = data if isinstance(data, Dataset) else read_dataset(Path(data), root and Path(root))
     with Monitor.open(
         out,
         baseline,
-        window=size if isinstance(size, int) else str(window),
+        window=window,
         alpha=alpha,
         methods=methods,
         time_column=time_column,
@@ -143,6 +143,8 @@ def monitor_data(
         else:
             check_same_model(mon.run, model)
         register(mon.folder, mon.run.manifest["model"], promoted=True)
+        time_column = mon.config.get("time_column")
+        size = parse_window(mon.config["window"], time_column)
         plans = plan_windows(dataset, size, time_column)
         done = mon.done_keys()
         specs = mon.method_specs()

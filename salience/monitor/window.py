@@ -46,7 +46,7 @@ def _class_name(names: list[str], index: int) -> str:
     return names[index] if 0 <= index < len(names) else f"class {index}"
 
 
-def test_window(
+def window_tests(
     base: Baseline, win: Features, alpha: float, rng: np.random.Generator, classes: bool = True
 ) -> dict[str, Any]:
     """The window's tests, combined p-value, BBSD and (with ``classes``) per-class movement."""
