@@ -48,6 +48,7 @@ def _root(
 
 # Each module registers its command(s) on ``app`` when imported; all use one command class.
 from salience.cli import (  # noqa: E402,F401
+    attack_cmd,
     audit_cmd,
     check_cmd,
     compare_cmd,
