@@ -9,11 +9,19 @@ The run folder and the images must be on storage every node sees (NFS, a mounted
 the model's code must be importable on every node: workers unpickle the model by importing
 its module (the code of a ``FILE.py:factory`` model is sent along). The cluster is the one at
 ``address`` (or ``RAY_ADDRESS``), else a local one started for the run and stopped after it.
+
+Shards are idempotent (every file is written atomically under its final name, and a retried
+shard reuses the batches its lost attempt saved), so a task whose worker or node dies is
+retried by Ray (:data:`SHARD_RETRIES` times); exceptions raised by the task itself are not
+retried. An address that does not answer fails within :data:`CONNECT_TIMEOUT` seconds instead
+of Ray's own minute-long wait.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +37,9 @@ from salience.errors import SalienceError
 from salience.methods import Attribution
 from salience.models.sources import FILE_MODULE_PREFIX
 from salience.store.layout import complete_shards
+
+SHARD_RETRIES = 3  # attempts after the first, for a worker or node lost mid-shard
+CONNECT_TIMEOUT = 5.0  # seconds
 
 
 def _ray() -> Any:
@@ -69,6 +80,34 @@ def _audit_shard(
     return len(plan.shard_items(shard))
 
 
+def check_reachable(address: str | None, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Fail fast, with one line, when a ``HOST:PORT`` (or ``ray://HOST:PORT``) cluster address
+    does not accept connections; ``auto``, ``local`` and no address are left to Ray."""
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("auto", "local"):
+        return
+    host, sep, port = address.split("://", 1)[-1].rstrip("/").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SalienceError(
+            f"could not reach Ray at {address} ({reason}); check --ray-address"
+        ) from None
+
+
+def shard_task(ray: Any, want_gpu: bool) -> Any:
+    """The remote shard function: one CPU (and a GPU if wanted), retried if its worker dies."""
+    return ray.remote(
+        num_cpus=1,
+        num_gpus=1 if want_gpu else 0,
+        max_retries=SHARD_RETRIES,
+        retry_exceptions=False,
+    )(_audit_shard)
+
+
 def run_on_ray(
     model: ModelLike,
     plan: Plan,
@@ -84,6 +123,7 @@ def run_on_ray(
     ray = _ray()
     started = not ray.is_initialized()
     if started:
+        check_reachable(address)
         try:
             ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
         except (OSError, RuntimeError, ValueError) as exc:
@@ -102,7 +142,6 @@ def run_on_ray(
             return
         gpus = ray.cluster_resources().get("GPU", 0) > 0
         want_gpu = str(device).startswith("cuda") or (str(device) == "auto" and gpus)
-        options = {"num_cpus": 1, "num_gpus": 1 if want_gpu else 0}
         for name, module in list(sys.modules.items()):
             if name.startswith(FILE_MODULE_PREFIX):  # FILE.py:factory models: ship their code
                 ray.cloudpickle.register_pickle_by_value(module)
@@ -112,7 +151,7 @@ def run_on_ray(
             raise SalienceError(
                 f"the model cannot be sent to Ray workers ({exc}); use --executor local"
             ) from None
-        task = ray.remote(_audit_shard).options(**options, max_retries=0)
+        task = shard_task(ray, want_gpu)
         for shard in todo:
             ref = task.remote(shared[0], shared[1], str(run), shared[2], str(device), shard)
             pending[ref] = shard
