@@ -32,3 +32,7 @@ class DamagedRunError(SalienceError):
 
 class ImageTooLargeError(SalienceError):
     """An image whose decoded or resized size exceeds the safety caps; it is recorded, not read."""
+
+
+class SalienceWarning(UserWarning):
+    """Something the user must know that does not stop the work; the CLI prints it as one line."""

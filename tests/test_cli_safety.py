@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from salience.cli import app, methods_cmd
 from salience.errors import SalienceError
-from salience.models.sources import read_state_dict
+from salience.models.weights import read_state_dict
 
 MARKUP_NAMES = ["[/]", "[bold]x", "a[red]b[/red]"]
 

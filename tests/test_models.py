@@ -101,7 +101,7 @@ def test_torchscript_file(tmp_path: Path) -> None:
 def test_state_dict_file_named_pt_is_not_torchscript(tmp_path: Path) -> None:
     path = tmp_path / "weights.pt"
     torch.save(TinyCNN().state_dict(), path)
-    with pytest.raises(SalienceError, match=r"not a TorchScript archive.*--weights"):
+    with pytest.raises(SalienceError, match=r"is a state dict, not TorchScript.*--weights"):
         load_model(str(path))
 
 

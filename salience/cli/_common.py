@@ -14,11 +14,12 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+from typing import Annotated, Any, NoReturn, ParamSpec, TextIO, TypeVar
 
 import typer
 from click.exceptions import Abort, ClickException
@@ -34,7 +35,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from salience.errors import SalienceError
+from salience.errors import SalienceError, SalienceWarning
 
 console = Console(markup=False, highlight=False)
 err_console = Console(stderr=True, markup=False, highlight=False)
@@ -59,7 +60,7 @@ PreprocessSpec = Annotated[
     str | None,
     typer.Option(
         help="Override preprocessing: imagenet, efficientnet_lite, half or unit, "
-        "optionally with :size=,resize=,mean=,std=,interpolation=."
+        "optionally with :size=,resize=,mean=,std=,interpolation=,squash=,max_side=."
     ),
 ]
 ChannelsLast = Annotated[
@@ -109,6 +110,24 @@ def crash_log(exc: BaseException) -> Path | None:
     return None
 
 
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """salience's own warnings as one ``warning:`` line; others as Python shows them."""
+    if issubclass(category, SalienceWarning):
+        err_console.print(Text.assemble(("warning:", "bold yellow"), " ", str(message)))
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
+
+
 def _one_line(exc: BaseException) -> str:
     first = (str(exc).strip().splitlines() or [""])[0]
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
@@ -125,7 +144,9 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
     @wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return fn(*args, **kwargs)
         except SalienceError as exc:
             error_line(str(exc))
             raise typer.Exit(2) from None

@@ -15,9 +15,9 @@ from salience.models.sources import (
     list_sources,
     load_model,
     memory_format,
-    read_state_dict,
     register_source,
 )
+from salience.models.weights import read_state_dict
 
 __all__ = [
     "PRESETS",

@@ -16,14 +16,8 @@ import torch
 from torch import nn
 
 from salience.models.preprocess import PRESETS
-from salience.models.sources import (
-    Built,
-    _missing_package,
-    apply_state_dict,
-    imagenet_classes,
-    read_state_dict,
-    register_source,
-)
+from salience.models.sources import Built, _missing_package, imagenet_classes, register_source
+from salience.models.weights import apply_state_dict, read_state_dict
 
 NAME = "efficientnet_lite0"
 CAM_LAYER = "_head_act"
@@ -77,4 +71,5 @@ def _efficientnet_lite0(spec: str, weights: Path | None) -> Built:
         imagenet_classes(),
         cam_layer=CAM_LAYER,
         weights_path=path,
+        weights_origin="given" if weights is not None else "builtin",
     )

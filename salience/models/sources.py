@@ -14,11 +14,11 @@ import hashlib
 import importlib
 import importlib.util
 import math
-import pickle
 import re
 import sys
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -31,6 +31,14 @@ from torch import nn
 from salience.device import resolve_device
 from salience.errors import SalienceError
 from salience.models.preprocess import Preprocess, parse_preprocess
+from salience.models.pretrained import RandomWeightsWarning, cached_timm, cached_torchvision
+from salience.models.weights import (
+    apply_state_dict,
+    classifier_outputs,
+    read_state_dict,
+    read_weights_file,
+    sha256_file,
+)
 from salience.outputs import select_output
 
 
@@ -44,6 +52,7 @@ class Built:
     class_names: list[str] | None = None
     cam_layer: str | None = None
     weights_path: Path | None = None
+    weights_origin: str = "given"  # given | builtin | cache | random | archive
 
 
 BuildFn = Callable[[str, "Path | None"], Built]
@@ -99,6 +108,20 @@ class LoadedModel:
     weights_path: Path | None = None
     weights_sha256: str | None = None
     num_classes: int | None = None  # model outputs, when a plain forward pass tells
+    weights_origin: str = "given"  # given | builtin | cache | random | archive | factory
+
+    def __repr__(self) -> str:
+        classes = self.num_classes if self.num_classes is not None else len(self.class_names)
+        weights = self.weights_path.name if self.weights_path else self.weights_origin
+        return (
+            f"LoadedModel({self.spec!r}, {self.architecture}, {classes} classes, "
+            f"weights={weights}, device={self.device}, input={self.preprocess.size}px)"
+        )
+
+    @property
+    def random_weights(self) -> bool:
+        """True when the model runs with its random initialisation."""
+        return self.weights_origin == "random"
 
     def class_name(self, index: int) -> str:
         return self.class_names[index] if 0 <= index < len(self.class_names) else f"class {index}"
@@ -139,6 +162,7 @@ class LoadedModel:
             "architecture": self.architecture,
             "weights": str(self.weights_path) if self.weights_path else None,
             "weights_sha256": self.weights_sha256,
+            "weights_origin": self.weights_origin,
             "num_classes": self.num_classes,
             "cam_layer": self.cam_layer,
             "preprocess": self.preprocess.describe(),
@@ -189,6 +213,7 @@ def load_model(
         weights_path=path,
         weights_sha256=sha256_file(path) if path is not None else None,
         num_classes=classes,
+        weights_origin=built.weights_origin,
     )
 
 
@@ -223,14 +248,6 @@ def imagenet_classes() -> list[str]:
     return list(_imagenet_classes())
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _existing(path: str | Path, what: str) -> Path:
     p = Path(path).expanduser()
     if not p.is_file():
@@ -238,93 +255,14 @@ def _existing(path: str | Path, what: str) -> Path:
     return p
 
 
-# ----------------------------------------------------------------------------- state dicts
-
-_WRAPPERS = ("state_dict", "model_state_dict", "model", "module", "net", "weights")
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``path`` (safely: weights only), unwrapping common checkpoint dicts
-    (``{"state_dict": ...}``, ``{"model": ...}``) and DataParallel ``module.`` prefixes."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # "Detected pickle protocol 4 ..."
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise _refused(path, str(exc)) from None
-    except Exception as exc:  # torch.load raises KeyError, RuntimeError, ... on foreign files
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise SalienceError(
-            f"cannot read weights {path} ({type(exc).__name__}: {first}); is it a torch.save file?"
-        ) from None
-    for key in _WRAPPERS:
-        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
-            obj = obj[key]
-            break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise SalienceError(f"{path} is not a state dict (a mapping of names to tensors)")
-    state = dict(obj)
-    if state and all(k.startswith("module.") for k in state):
-        state = {k[len("module.") :]: v for k, v in state.items()}
-    return state
-
-
-_PICKLE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
-
-
-def _refused(path: Path, message: str) -> SalienceError:
-    """The error for a file the weights-only unpickler would not load.
-
-    A pickle (bare or inside a torch.save archive) that names Python globals or uses opcodes
-    beyond tensors and containers could run code when loaded: it is refused as unsafe, never
-    executed. Anything else that fails to unpickle is simply not a torch.save file.
-    """
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or "GLOBAL" in message):
-        return SalienceError(f"cannot read weights {path}: not a torch.save file")
-    found = _PICKLE_GLOBAL.search(message)
-    what = f" (it calls {found[1]})" if found else ""
-    return SalienceError(
-        f"refused {path} as unsafe: it pickles Python objects or code{what} that loading "
-        "would execute; weights are read as tensors only. Save model.state_dict() with "
-        "torch.save and pass that file"
+def _warn_random(spec: str, why: str) -> None:
+    warnings.warn(
+        RandomWeightsWarning(
+            f"{spec} runs with RANDOM weights ({why}): its predictions and maps mean nothing; "
+            "pass --weights FILE, or place the pretrained file there"
+        ),
+        stacklevel=4,
     )
-
-
-def apply_state_dict(
-    module: nn.Module, state: Mapping[str, torch.Tensor], path: Path, arch: str
-) -> None:
-    """``load_state_dict(strict=True)`` with a one-line summary of any mismatch."""
-    own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing ({', '.join(missing[:2])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({', '.join(unexpected[:2])})")
-        if wrong:
-            k = wrong[0]
-            shapes = f"{k}: {list(state[k].shape)} vs {list(own[k].shape)}"
-            parts.append(f"{len(wrong)} of another shape ({shapes})")
-        raise SalienceError(f"weights {path.name} do not fit {arch}: {'; '.join(parts)} tensors")
-    module.load_state_dict(state, strict=True)
-
-
-def classifier_outputs(state: Mapping[str, torch.Tensor], default: nn.Module) -> int | None:
-    """Class count of a fine-tuned checkpoint: the last 2-D weight that differs from
-    ``default``'s only in its first dimension (the classifier head)."""
-    own = default.state_dict()
-    for key in reversed(list(state)):
-        t = state[key]
-        if t.ndim == 2 and key in own and own[key].ndim == 2:
-            if t.shape[1] == own[key].shape[1] and t.shape[0] != own[key].shape[0]:
-                return int(t.shape[0])
-            return None
-    return None
 
 
 def _missing_package(form: str, package: str, extra: str) -> SalienceError:
@@ -348,13 +286,19 @@ def _torchvision(spec: str, weights: Path | None) -> Built:
         raise SalienceError(f"torchvision has no model {name!r}; {hint}")
     module = tvm.get_model(name, weights=None)
     prep, categories = _torchvision_meta(name)
+    origin = "given"
+    if weights is None:
+        weights, where = cached_torchvision(name)
+        origin = "cache" if weights is not None else "random"
+        if weights is None:
+            _warn_random(spec, f"no pretrained file in the torch hub cache ({where})")
     if weights is not None:
         state = read_state_dict(weights)
         classes = classifier_outputs(state, module)
         if classes is not None:
             module = tvm.get_model(name, weights=None, num_classes=classes)
         apply_state_dict(module, state, weights, name)
-    return Built(module, name, prep, categories, weights_path=weights)
+    return Built(module, name, prep, categories, weights_path=weights, weights_origin=origin)
 
 
 def _torchvision_meta(name: str) -> tuple[Preprocess, list[str] | None]:
@@ -390,8 +334,14 @@ def _timm(spec: str, weights: Path | None) -> Built:
         hint = f"did you mean {', '.join(close)}?" if close else "see timm.list_models()"
         raise SalienceError(f"timm has no model {name!r}; {hint}")
     module = timm.create_model(name, pretrained=False)
+    origin = "given"
+    if weights is None:
+        weights, where = cached_timm(dict(getattr(module, "pretrained_cfg", {}) or {}))
+        origin = "cache" if weights is not None else "random"
+        if weights is None:
+            _warn_random(spec, f"no pretrained file in {where}")
     if weights is not None:
-        state = read_state_dict(weights)
+        state = read_weights_file(weights)
         classes = classifier_outputs(state, module)
         if classes is not None:
             module = timm.create_model(name, pretrained=False, num_classes=classes)
@@ -409,7 +359,7 @@ def _timm(spec: str, weights: Path | None) -> Built:
         else "bicubic",
         squash=cfg.get("crop_mode") == "squash",
     )
-    return Built(module, name, prep, None, weights_path=weights)
+    return Built(module, name, prep, None, weights_path=weights, weights_origin=origin)
 
 
 @register_source(
@@ -417,6 +367,7 @@ def _timm(spec: str, weights: Path | None) -> Built:
 )
 def _torchscript(spec: str, weights: Path | None) -> Built:
     path = _existing(spec, "TorchScript file")
+    _refuse_non_torchscript(path)
     if weights is not None:
         raise SalienceError("a TorchScript file carries its own weights; drop --weights")
     try:
@@ -430,7 +381,37 @@ def _torchscript(spec: str, weights: Path | None) -> Built:
             "architecture as the model and this file as --weights"
         ) from None
     arch = str(getattr(module, "original_name", type(module).__name__))
-    return Built(module, arch, Preprocess(), None, weights_path=path)
+    return Built(module, arch, Preprocess(), None, weights_path=path, weights_origin="archive")
+
+
+def _refuse_non_torchscript(path: Path) -> None:
+    """A ``.pt`` that is a state dict or a pickled whole model gets a message saying what to do.
+
+    TorchScript archives hold compiled code (``code/`` and ``constants.pkl``); ``torch.save``
+    archives hold only ``data.pkl`` and tensors.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return  # not a zip at all: torch.jit.load gives its own reason
+    if any("/code/" in n or n.endswith("/constants.pkl") for n in names):
+        return
+    try:
+        read_state_dict(path)
+    except SalienceError as exc:
+        if "as unsafe" not in str(exc):
+            return
+        raise SalienceError(
+            f"{path} is a whole pickled model (torch.save(model)), not TorchScript; loading it "
+            "would run its pickled code. Save model.state_dict() and pass it as --weights with "
+            "the architecture as --model (torchvision:NAME, timm:NAME or FILE.py:factory), or "
+            "export it with torch.jit.script"
+        ) from None
+    raise SalienceError(
+        f"{path} is a state dict, not TorchScript: give the architecture as --model "
+        f"(torchvision:NAME, timm:NAME or FILE.py:factory) and --weights {path}"
+    )
 
 
 FILE_MODULE_PREFIX = "_salience_model_"  # modules of FILE.py:factory specs, named by path hash
@@ -453,7 +434,10 @@ def _factory(spec: str, weights: Path | None) -> Built:
         raise SalienceError(f"{spec} returned {type(module).__name__}, not a torch.nn.Module")
     if weights is not None:
         apply_state_dict(module, read_state_dict(weights), weights, f"{spec}()")
-    return Built(module, f"{target}.{name}", Preprocess(), None, weights_path=weights)
+    origin = "given" if weights is not None else "factory"
+    return Built(
+        module, f"{target}.{name}", Preprocess(), None, weights_path=weights, weights_origin=origin
+    )
 
 
 def _import_target(target: str) -> Any:
