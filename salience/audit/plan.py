@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from torch import nn
 from salience.audit.stats import region_columns, stat_columns
 from salience.data.dataset import Dataset, Item
 from salience.errors import SalienceError
-from salience.models.sources import memory_format
+from salience.models.sources import imagenet_classes, imagenet_wnids, memory_format
 
 FORMAT = 1
 # Keys of run.json that must match for a rerun to resume instead of being refused.
@@ -100,8 +101,10 @@ def unique_names(names: Sequence[str]) -> list[str]:
 def map_labels(
     items: Sequence[Item], original: Sequence[str]
 ) -> tuple[list[int | None], list[str | None], list[str | None]]:
-    """Each label -> class index by exact name, then case-insensitive name, then as an index."""
+    """Each label -> class index by exact name, then case-insensitive name, then as an index;
+    for the ImageNet-1k classes also by WordNet id (folders named ``n02391049``)."""
     names = unique_names(original)
+    wnids = imagenet_wnids() if list(original) == imagenet_classes() else {}
     exact: dict[str, list[int]] = {}
     lower: dict[str, list[int]] = {}
     for i, n in enumerate(original):
@@ -115,6 +118,8 @@ def map_labels(
         hits = [] if raw is None else exact.get(raw) or lower.get(raw.lower()) or []
         if raw is not None and not hits and raw.isdigit() and int(raw) < len(names):
             hits = [int(raw)]
+        if raw is not None and not hits and raw in wnids:
+            hits = [wnids[raw]]
         if len(hits) == 1:
             index.append(hits[0])
             label.append(names[hits[0]])
@@ -126,6 +131,11 @@ def map_labels(
             warning.append(None)
         elif hits:
             warning.append(f"ambiguous label: {raw!r} names classes {hits}")
+        elif re.fullmatch(r"n\d{8}", raw):
+            warning.append(
+                f"unknown label: {raw!r} looks like an ImageNet WordNet id, but the model's "
+                f"{len(names)} classes are not the ImageNet-1k ones; pass --classes"
+            )
         else:
             warning.append(f"unknown label: {raw!r} is not one of the {len(names)} classes")
     return index, label, warning

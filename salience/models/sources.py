@@ -248,6 +248,13 @@ def imagenet_classes() -> list[str]:
     return list(_imagenet_classes())
 
 
+@lru_cache(maxsize=1)
+def imagenet_wnids() -> dict[str, int]:
+    """WordNet ids of the ImageNet-1k classes (``n01440764`` -> 0), as dataset folders name them."""
+    text = resources.files("salience.models").joinpath("imagenet_wnids.txt").read_text("utf-8")
+    return {wnid: i for i, wnid in enumerate(line for line in text.splitlines() if line)}
+
+
 def _existing(path: str | Path, what: str) -> Path:
     p = Path(path).expanduser()
     if not p.is_file():
