@@ -23,6 +23,7 @@ from salience.audit.spray import (
     knn_graph,
     laplacian_spectrum,
     mass_centre,
+    nearest_mean,
     peak,
     spray,
     top_mass,
@@ -102,6 +103,22 @@ def test_spray_finds_a_small_separate_strategy() -> None:
     corner_labels = set(result.labels[60:])
     assert len(corner_labels) == 1
     assert not set(result.labels[:60]) & corner_labels
+
+
+def test_spray_on_a_sample_assigns_the_rest_to_the_nearest_cluster() -> None:
+    rng = np.random.default_rng(3)
+    main = [blob(0.6 + rng.normal(0, 0.03), 0.5 + rng.normal(0, 0.05), 0.15) for _ in range(90)]
+    corner = [blob(0.9, 0.9, 0.05) for _ in range(30)]
+    feats = downsample(np.array(main + corner) + rng.random((120, 32, 32)) * 0.01, 16)
+    feats = feats.reshape(120, -1)
+    sampled = spray(feats, max_points=60)
+    assert sampled.k >= 2 and set(sampled.labels) == set(range(sampled.k))
+    # every corner map, in the sample or not, in one cluster with no other map
+    assert len(set(sampled.labels[90:])) == 1
+    assert not set(sampled.labels[:90]) & set(sampled.labels[90:])
+    sample = np.array([[0.0, 0.0], [0.0, 2.0], [4.0, 0.0], [6.0, 0.0]])
+    points = np.array([[0.0, 1.2], [4.8, 0.0], [2.9, 0.0]])  # means (0, 1) and (5, 0)
+    assert nearest_mean(points, sample, np.array([0, 0, 1, 1])).tolist() == [0, 1, 1]
 
 
 def test_map_location_helpers() -> None:
@@ -212,6 +229,13 @@ def test_spray_flags_a_corner_cluster_in_a_run_without_masks(tmp_path: Path) -> 
     assert set(cluster["examples"]) <= set(ids[np.array(corner)])
     assert np.array(cluster["mean_map"]).shape == (16, 16)
     assert cluster["accuracy"] == 1.0 and cluster["purity"] == 1.0
+    # a minority strategy: a cluster finding with the cluster's box, not a class-wide one
+    assert by_class["chef"]["kind"] == "cluster" and not by_class["chef"]["class_wide"]["flagged"]
+    assert by_class["chef"]["box"] == cluster["box"]
+    y0, x0, y1, x1 = cluster["box"]
+    assert y0 < 0.88 < y1 and x0 < 0.88 < x1
+    assert [(f["class"], f["kind"]) for f in result["findings"]] == [("chef", "cluster")]
+    assert by_class["doctor"]["kind"] is None and by_class["doctor"]["box"] is None
 
 
 def test_a_planted_watermark_is_found_in_a_trained_model(tmp_path: Path) -> None:

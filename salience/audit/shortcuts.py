@@ -57,7 +57,7 @@ class ShortcutParams:
     min_distance: float = 0.25  # cluster peak to the median of the class's image peaks
     examples: int = 6
     seed: int = 0
-    max_spray: int = 2000  # SpRAy clusters a sample of this many maps per class, then assigns
+    max_spray: int = 1000  # SpRAy clusters a sample of this many maps per class, then assigns
     class_wide: ClassWideParams = field(default_factory=ClassWideParams)
 
 

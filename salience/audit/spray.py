@@ -20,7 +20,7 @@ import scipy.sparse.linalg
 import torch
 import torch.nn.functional as F
 
-DENSE_LIMIT = 1500  # above this many maps the eigenproblem is solved sparsely
+DENSE_LIMIT = 300  # above this many maps the eigenproblem is solved sparsely (faster)
 BLOCK = 1024
 
 
