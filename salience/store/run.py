@@ -32,7 +32,7 @@ from salience.store.layout import (
     stats_file,
 )
 from salience.store.lock import is_locked
-from salience.store.verify import check_shards, damaged, find_damage
+from salience.store.verify import check_shards, damaged, find_damage, map_problem
 from salience.store.writer import samples_schema, stats_schema
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class Run:
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Run:
         """Open the run at ``path``; :class:`SalienceError` if it is not one,
-        :class:`DamagedRunError` if its manifest or the size of a stored file is wrong."""
+        :class:`DamagedRunError` if its manifest or the size of a stored table is wrong."""
         p = Path(path).expanduser()
         if not p.is_dir():
             raise SalienceError(f"run folder {str(p)!r} does not exist")
@@ -81,7 +81,7 @@ class Run:
         if "salience" not in manifest or "methods" not in manifest:
             raise SalienceError(f"{p / MANIFEST} is not a salience run manifest")
         p = p.resolve()
-        check_shards(p, complete_shards(p), manifest["methods"], deep=False)
+        check_shards(p, complete_shards(p), (), deep=False)  # maps: when first read
         return cls(p, manifest)
 
     def verify(self) -> None:
@@ -392,6 +392,9 @@ class Run:
                 self._maps.move_to_end(key)
                 return arr
         path = map_file(self.path, method, shard)
+        problem = map_problem(self.path, method, shard)
+        if problem is not None:
+            raise damaged(self.path, problem)
         try:
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:

@@ -1,5 +1,6 @@
-"""Is a run's data still what was written? File sizes (cheap: on open) and checksums (on resume
-and in :meth:`salience.store.Run.verify`), against the record each shard keeps in ``checks/``.
+"""Is a run's data still what was written? File sizes (cheap: the tables on open, a map file
+when it is first read) and checksums (on resume and in :meth:`salience.store.Run.verify`),
+against the record each shard keeps in ``checks/``.
 
 Shards written before records existed are checked by structure instead: their Parquet files
 must read and their map files must map.
@@ -75,28 +76,48 @@ def _readable(path: Path) -> bool:
 
 def shard_problem(run: Path, shard: int, methods: Iterable[str], deep: bool) -> str | None:
     """What is wrong with a complete shard (one phrase naming the file), or None. ``deep``
-    also compares checksums (reads every byte); otherwise only sizes are compared."""
+    also compares checksums (reads every byte); otherwise only sizes are compared. With no
+    ``methods`` only the shard's tables are checked."""
     try:
         record = _record(run, shard)
     except ValueError as exc:
-        rel = check_file(run, shard).relative_to(run)
-        return f"the checksum record of shard {shard} ({rel}) is damaged ({exc})"
+        record_path = check_file(run, shard).relative_to(run)
+        return f"the checksum record of shard {shard} ({record_path}) is damaged ({exc})"
     for label, path in shard_files(run, shard, methods).items():
-        rel = str(path.relative_to(run))
-        where = f"{label} shard {shard} ({rel})"
-        try:
-            size = os.stat(path).st_size
-        except FileNotFoundError:
-            return f"{where} is missing"
-        expected = None if record is None else record.get(rel)
-        if expected is None:
-            if deep and not _readable(path):
-                return f"{where} is truncated or corrupt"
-            continue
-        if size != expected.size:
-            return f"{where} is truncated or corrupt ({size} bytes, {expected.size} written)"
-        if deep and _crc32(path) != expected.crc32:
-            return f"{where} is corrupt (its checksum differs from the one written)"
+        problem = _file_problem(run, shard, record, label, path, deep)
+        if problem is not None:
+            return problem
+    return None
+
+
+def map_problem(run: Path, method: str, shard: int) -> str | None:
+    """What is wrong with the size of one map file of a complete shard, or None."""
+    try:
+        record = _record(run, shard)
+    except ValueError:
+        return shard_problem(run, shard, (), deep=False)
+    path = shard_files(run, shard, [method])[f"{method} map"]
+    return _file_problem(run, shard, record, f"{method} map", path, deep=False)
+
+
+def _file_problem(
+    run: Path, shard: int, record: dict[str, Stamp] | None, label: str, path: Path, deep: bool
+) -> str | None:
+    rel = str(path)[len(str(run)) + 1 :]
+    where = f"{label} shard {shard} ({rel})"
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return f"{where} is missing"
+    expected = None if record is None else record.get(rel)
+    if expected is None:
+        if deep and not _readable(path):
+            return f"{where} is truncated or corrupt"
+        return None
+    if size != expected.size:
+        return f"{where} is truncated or corrupt ({size} bytes, {expected.size} written)"
+    if deep and _crc32(path) != expected.crc32:
+        return f"{where} is corrupt (its checksum differs from the one written)"
     return None
 
 
