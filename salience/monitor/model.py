@@ -19,7 +19,8 @@ def recorded_preprocess(run: Run) -> Preprocess | None:
     desc: dict[str, Any] | None = run.manifest.get("preprocess")
     if not desc:
         return None
-    return Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in desc.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in desc.items()}
+    return Preprocess(**fields)
 
 
 def baseline_model(

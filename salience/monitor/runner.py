@@ -128,7 +128,11 @@ def monitor_data(
     """Monitor ``data`` against the baseline run into the folder ``out``; returns the summary
     (``monitor.json``). Rerun to resume; windows recorded before are kept. ``window``
     defaults to the monitor folder's, else 200 images."""
-    dataset = data if isinstance(data, Dataset) else read_dataset(Path(data), root and Path(root))
+    dataset = (
+        data
+        if isinstance(data, Dataset)
+        else read_dataset(Path(data), None if root is None else Path(root))
+    )
     with Monitor.open(
         out,
         baseline,

@@ -63,9 +63,9 @@ def window_tests(
         tests[name] = Test(float(d_flat[j]), float(adjusted[j]), bool(adjusted[j] < alpha))
     families = [float(adjusted.min()) if len(adjusted) else 1.0]
     for m in base.methods:
-        stat, p = mmd_test(base.features.embed[m], win.embed[m], rng)
-        families.append(p)
-        tests[f"mmd_{m}"] = Test(stat, p, bool(p < alpha))
+        stat, p_mmd = mmd_test(base.features.embed[m], win.embed[m], rng)
+        families.append(p_mmd)
+        tests[f"mmd_{m}"] = Test(stat, p_mmd, bool(p_mmd < alpha))
     p_value = bonferroni_min(families)
     out: dict[str, Any] = {
         "n": len(win),
