@@ -57,7 +57,7 @@ def fragility_attack(
     alpha = 2.5 * config.eps / config.steps
     cur = pixels.detach().clone()
     best = cur.clone()
-    best_share = torch.full((len(pixels),), float("inf"), device=pixels.device)
+    best_share = torch.full((len(pixels),), float("inf"), dtype=pixels.dtype, device=pixels.device)
     active = torch.ones(len(pixels), dtype=torch.bool, device=pixels.device)
     moved = torch.zeros_like(active)
     for t in range(config.steps + 1):

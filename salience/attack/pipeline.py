@@ -38,6 +38,7 @@ class AttackConfig:
     detect_eps: float = 2 / 255
     examples: int = 4
     seed: int = 0
+    batch: int = 8  # images per chunk of the attacks on maps (memory)
 
 
 @dataclass
@@ -54,12 +55,13 @@ class Batch:
         return names[index] if 0 <= index < len(names) else f"class {index}"
 
 
-def units(config: AttackConfig, methods: Sequence[str]) -> dict[str, int]:
+def units(config: AttackConfig, methods: Sequence[str], n: int) -> dict[str, int]:
     """Progress units per stage (one unit: one attack pass over the batch or one step)."""
     eps = len(config.eps or prediction.DEFAULT_EPS["linf"])
+    chunks = -(-n // config.batch)
     out = {
         "prediction": len(config.attacks) * eps + config.bisection + 1,
-        "maps": len(methods) * (config.fragility.steps + 1),
+        "maps": len(methods) * chunks * (config.fragility.steps + 1),
     }
     if config.manipulate:
         out["manipulation"] = 2 * sum(m in DIFFERENTIABLE for m in methods)
@@ -107,6 +109,11 @@ class AttackRun:
         self.preds = pm.predict(batch.pixels).argmax(1)
 
     # --- helpers -------------------------------------------------------------------------
+    def chunks(self) -> list[slice]:
+        """Slices of ``config.batch`` images: attacks through maps keep double-backward graphs."""
+        size, n = self.config.batch, len(self.batch.pixels)
+        return [slice(i, i + size) for i in range(0, n, size)]
+
     def real_map(self, method: str, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         params = dict(self.specs[method])
         if "layer" in method_info(method).params and self.cam_layer and "layer" not in params:
@@ -195,17 +202,23 @@ class AttackRun:
         clean = self.real_map(method, b.pixels, self.preds)
         self.clean_maps[method] = clean
         k = default_k(*clean.shape[-2:], cfg.k)
-        adv, moved = fragility_attack(
-            self.pm,
-            b.pixels,
-            self.preds,
-            clean,
-            method,
-            cfg,
-            k,
-            self.layer(method),
-            progress=lambda: self.progress("maps", 1),
-        )
+        layer = self.layer(method)
+        parts = [
+            fragility_attack(
+                self.pm,
+                b.pixels[sl],
+                self.preds[sl],
+                clean[sl],
+                method,
+                cfg,
+                k,
+                layer,
+                progress=lambda: self.progress("maps", 1),
+            )
+            for sl in self.chunks()
+        ]
+        adv = torch.cat([a for a, _ in parts])
+        moved = torch.cat([m for _, m in parts])
         noise = random_sign(b.pixels, cfg.eps, cfg.seed)
         kept = (self.pm.predict(adv).argmax(1) == self.preds).cpu().numpy()
         kept_random = (self.pm.predict(noise).argmax(1) == self.preds).cpu().numpy()
@@ -292,7 +305,14 @@ class AttackRun:
         ):
             clean = explain(b.pixels)
             target = clean[order]
-            adv = manipulate(self.pm, b.pixels, self.preds, target, method, cfg, beta, layer)
+            adv = torch.cat(
+                [
+                    manipulate(
+                        self.pm, b.pixels[sl], self.preds[sl], target[sl], method, cfg, beta, layer
+                    )
+                    for sl in self.chunks()
+                ]
+            )
             after = explain(adv)
             probs = torch.softmax(self.pm.predict(adv), 1)
             out[key] = {

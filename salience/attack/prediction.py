@@ -47,18 +47,22 @@ def _fgsm(m: PixelModel, eps: Budget, steps: int, random_start: bool) -> Any:
     return torchattacks.FGSM(m, eps=eps)
 
 
+def _image_wise(eps: Budget) -> Budget:
+    """An L2 budget per image ``[N]`` as a step size that broadcasts over ``[N, C, H, W]``."""
+    return eps.view(-1, 1, 1, 1) if isinstance(eps, torch.Tensor) else eps
+
+
 def _pgd_l2(m: PixelModel, eps: Budget, steps: int, random_start: bool) -> Any:
     import torchattacks
 
-    return torchattacks.PGDL2(
-        m, eps=eps, alpha=2.5 * eps / steps, steps=steps, random_start=random_start
-    )
+    alpha = 2.5 * _image_wise(eps) / steps
+    return torchattacks.PGDL2(m, eps=eps, alpha=alpha, steps=steps, random_start=random_start)
 
 
 def _fgsm_l2(m: PixelModel, eps: Budget, steps: int, random_start: bool) -> Any:
     import torchattacks
 
-    return torchattacks.PGDL2(m, eps=eps, alpha=eps, steps=1, random_start=False)
+    return torchattacks.PGDL2(m, eps=eps, alpha=_image_wise(eps), steps=1, random_start=False)
 
 
 ATTACKS: dict[str, AttackSpec] = {

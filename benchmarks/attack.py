@@ -1,0 +1,117 @@
+"""Attack cost and the acceptance figures of ``salience attack`` on EfficientNet-Lite0.
+
+- **cost**: one batched forward+backward pass over ``--images`` images at 224 px, and a
+  ``--steps``-step L-inf PGD (torchattacks, batched) on the same batch; target: PGD costs about
+  ``steps`` x one pass (min over ``--repeat`` runs, because the machine is shared);
+- **acceptance** (``--acceptance``): on the shared ImageNet photos, PGD success at the default
+  budgets on correctly classified images, and the fragility attack vs random sign noise of the
+  same budget (top-1000 intersection, Spearman, labels kept) for gradient, gradcam and
+  integrated_gradients.
+
+    python benchmarks/attack.py                      # cost only, 16 images
+    python benchmarks/attack.py --acceptance --json attack-bench.json
+    python benchmarks/attack.py --smoke              # seconds: random weights, 4 images, 64 px
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from salience._guard import model_guard
+from salience.attack import AttackConfig, AttackRun, FragilityConfig, PixelModel, run_attack
+from salience.attack.load import load_attack_batch, pixel_model
+from salience.attack.prediction import get_attack
+from salience.models import load_model
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples" / "labels.csv"
+
+
+def best_of(fn: Any, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def cost(pm: PixelModel, pixels: torch.Tensor, steps: int, repeat: int) -> dict[str, float]:
+    labels = pm.predict(pixels).argmax(1)
+
+    def one_pass() -> None:
+        p = pixels.detach().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(pm(p), labels)
+        torch.autograd.grad(loss, p)
+
+    def pgd() -> None:
+        run_attack(pm, pixels, labels, get_attack("pgd"), 2 / 255, steps=steps)
+
+    with model_guard(pm.model):
+        one_pass()  # warm-up
+        t_pass = best_of(one_pass, repeat)
+        t_pgd = best_of(pgd, repeat)
+    return {
+        "images": len(pixels),
+        "pass_s": t_pass,
+        "pgd_s": t_pgd,
+        "pgd_over_pass": t_pgd / t_pass,
+        "steps": steps,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--acceptance", action="store_true")
+    ap.add_argument("--fragility-steps", type=int, default=10)
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    result: dict[str, Any] = {}
+    if args.smoke:
+        from salience.demo.model import ProfessionNet
+
+        pm = PixelModel(ProfessionNet().eval(), (0.5,) * 3, (0.5,) * 3)
+        result["cost"] = cost(pm, torch.rand(4, 3, 64, 64), 3, 1)
+    else:
+        loaded = load_model("efficientnet_lite0")
+        pm = pixel_model(loaded)
+        batch, paths = load_attack_batch(loaded, pm, DATA, args.images, None)
+        result["cost"] = cost(pm, batch.pixels, args.steps, args.repeat)
+        print(json.dumps(result["cost"]), flush=True)
+        if args.acceptance:
+            config = AttackConfig(
+                attacks=("pgd",),
+                bisection=4,
+                fragility=FragilityConfig(steps=args.fragility_steps),
+                manipulate=False,
+                batch=4,
+            )
+            methods = ["gradient", "gradcam", "integrated_gradients"]
+            stage = {"t": time.perf_counter()}
+
+            def tick(name: str, n: int) -> None:
+                now = time.perf_counter()
+                print(f"{name} +{n} ({now - stage['t']:.0f} s)", flush=True)
+
+            run = AttackRun(pm, batch, methods, config, cam_layer=loaded.cam_layer, progress=tick)
+            report = run.run("efficientnet_lite0")
+            report["images"] = paths
+            result["acceptance"] = report
+    text = json.dumps(result, indent=2, default=str)
+    if args.json:
+        args.json.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
