@@ -17,6 +17,9 @@ class PixelModel(nn.Module):
     The user's model is held, not changed: wrapping it adds no hook and no parameter to it.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(
         self,
         model: nn.Module,

@@ -201,7 +201,7 @@ class AttackRun:
         cfg, b = self.config.fragility, self.batch
         clean = self.real_map(method, b.pixels, self.preds)
         self.clean_maps[method] = clean
-        k = default_k(*clean.shape[-2:], cfg.k)
+        k = default_k(int(clean.shape[-2]), int(clean.shape[-1]), cfg.k)
         layer = self.layer(method)
         parts = [
             fragility_attack(
@@ -260,7 +260,7 @@ class AttackRun:
         sweep = self.sweeps[cfg.attacks[0]]
         eps = min(sweep.eps, key=lambda e: abs(e - cfg.detect_eps))
         adv = sweep.adversarial[sweep.eps.index(eps)]
-        clean_px, labels = b.pixels[b.correct], b.labels[b.correct]
+        clean_px = b.pixels[b.correct]
         clean_maps = self.clean_maps[method][b.correct].cpu().numpy()
         adv_pred = self.pm.predict(adv).argmax(1)
         adv_maps = self.real_map(method, adv, adv_pred).cpu().numpy()
@@ -281,7 +281,6 @@ class AttackRun:
                 "softmax": list(detection.SOFTMAX_FEATURES),
             },
         }
-        del labels
 
     def manipulation(self, method: str) -> None:
         cfg, b, layer = self.config.manipulation, self.batch, self.layer(method)
@@ -333,7 +332,7 @@ class AttackRun:
                 "model": model_name,
                 "samples": len(b.pixels),
                 "correct": int(b.correct.sum()),
-                "config": _plain(self.config),
+                "config": asdict(self.config),
             }
         )
         with model_guard(self.pm.model):
@@ -346,7 +345,3 @@ class AttackRun:
                     self.manipulation(method)
         self.report["seconds"] = time.perf_counter() - t0
         return self.report
-
-
-def _plain(config: AttackConfig) -> dict[str, Any]:
-    return asdict(config)
