@@ -57,7 +57,8 @@ def photos(tmp_path: Path) -> list[Path]:
 def _user_error(args: list[str], pattern: str) -> str:
     result = runner.invoke(app, args)
     assert result.exit_code == 2, result.output
-    message = result.stderr.strip()
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("warning:")]
+    message = "\n".join(lines).strip()
     assert message.startswith("error:") and pattern in message, message
     assert "\n" not in message and "Traceback" not in result.output
     return message
@@ -237,3 +238,30 @@ def test_torchscript_model_gradient_works_and_cams_say_why_not(
     last = failed.stderr.strip().splitlines()[-1]
     assert last.startswith("error: CAM methods read a layer through forward hooks")
     assert "TorchScript" in last and "Traceback" not in failed.output
+
+
+@pytest.mark.usefixtures("tiny_model")
+def test_a_folder_is_explained_and_every_skipped_file_named(
+    photos: list[Path], tmp_path: Path
+) -> None:
+    folder = tmp_path / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    for i, photo in enumerate(photos):
+        (folder / ("sub" if i else ".") / photo.name).write_bytes(photo.read_bytes())
+    (folder / "notes.txt").write_text("not a picture")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    out = tmp_path / "out"
+    args = ["explain", str(folder), *TINY, "--method", "gradient", "--out", str(out)]
+    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    payload = json.loads((out / "explain.json").read_text())
+    assert sorted(Path(r["path"]).name for r in payload["images"]) == ["a.png", "b.jpg"]
+    reasons = {Path(s["path"]).name: s["reason"] for s in payload["skipped"]}
+    assert set(reasons) == {"notes.txt", "broken.jpg"}
+    assert "not an image file" in reasons["notes.txt"]
+    assert "not an image Pillow can read" in reasons["broken.jpg"]
+    assert "skipped" in result.stderr and "notes.txt" in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "x.txt").write_text("")
+    _user_error(["explain", str(empty), *TINY], "holds no image files")

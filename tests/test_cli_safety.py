@@ -31,7 +31,8 @@ def _markup_run(path: Path, shift: float = 0.0) -> Path:
 @pytest.mark.parametrize("command", ["shortcuts", "compare"])
 def test_markup_in_class_names_prints_literally(tmp_path: Path, command: str) -> None:
     a = _markup_run(tmp_path / "a")
-    args = [command, str(a)] if command == "shortcuts" else [command, str(a), str(a)]
+    out = ["--out", str(tmp_path / "out.json")]
+    args = [command, str(a), *out] if command == "shortcuts" else [command, str(a), str(a), *out]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "Traceback" not in res.output

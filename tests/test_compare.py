@@ -187,7 +187,8 @@ def test_compare_with_one_image_per_class_says_the_floor_is_missing(tmp_path: Pa
     assert result["noise_floor"]["similarity"]["spearman"] is None
     assert "no class has two images" in result["noise_floor"]["kind"]
     assert result["silent_changes"]["count"] == 0
-    res = CliRunner().invoke(app, ["compare", str(a.path), str(b.path)])
+    out = str(tmp_path / "cmp.json")
+    res = CliRunner().invoke(app, ["compare", str(a.path), str(b.path), "--out", out])
     assert res.exit_code == 0, res.output
     assert "not measured" in res.output
 

@@ -123,7 +123,9 @@ def _show_warning(
 ) -> None:
     """salience's own warnings as one ``warning:`` line; others as Python shows them."""
     if issubclass(category, SalienceWarning):
-        err_console.print(Text.assemble(("warning:", "bold yellow"), " ", str(message)))
+        err_console.print(
+            Text.assemble(("warning:", "bold yellow"), " ", str(message)), soft_wrap=True
+        )
     else:
         _python_showwarning(message, category, filename, lineno, file, line)
 
@@ -213,11 +215,21 @@ def progress(transient: bool = False) -> Progress:
 
 @contextmanager
 def task(description: str, total: int | None) -> Iterator[Callable[..., None]]:
-    """Context manager yielding ``advance(n=1, rate="")`` for one progress bar."""
-    with progress() as bar:
-        tid = bar.add_task(description, total=total, rate="")
+    """Context manager yielding ``advance(n=1, rate="")`` for one progress bar.
 
-        def advance(n: int = 1, rate: str = "") -> None:
-            bar.update(tid, advance=n, rate=rate)
+    The bar appears with the first step, so a job that fails its checks before any work
+    prints only its one error line.
+    """
+    bar = progress()
+    tid = bar.add_task(description, total=total, rate="")
 
+    def advance(n: int = 1, rate: str = "") -> None:
+        if not bar.live.is_started:
+            bar.start()
+        bar.update(tid, advance=n, rate=rate)
+
+    try:
         yield advance
+    finally:
+        if bar.live.is_started:
+            bar.stop()
