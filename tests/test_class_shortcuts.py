@@ -249,3 +249,24 @@ def test_intervene_refuses_a_class_without_images(stamp_run: Run) -> None:
     assert model is not None
     with pytest.raises(Exception, match="no stamped image"):
         intervene(model, stamp_run, "stamped", (0.8, 0.8, 1.0, 1.0), [], [])
+
+
+# ------------------------------------------------------------------------ explorer payload
+def test_the_explorer_overview_carries_the_class_wide_finding(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from salience.server import create_app
+
+    run, _ = _maps_run(tmp_path, "class")
+    write_json(run.path / "shortcuts.json", find_shortcuts(run))
+    client = TestClient(create_app([run.path]), base_url="http://127.0.0.1")
+    run_id = client.get("/api/runs").json()["runs"][0]["id"]
+    shortcuts = client.get(f"/api/runs/{run_id}/overview").json()["shortcuts"]
+    by_class = {s["class"]: s for s in shortcuts}
+    logo, cat = by_class["logo"], by_class["cat"]
+    assert logo["kind"] == "class" and logo["box"] == logo["class_wide"]["box"]
+    assert np.array(logo["class_wide"]["mean_map"]).shape == (16, 16)
+    assert np.array(logo["class_wide"]["others_map"]).shape == (16, 16)
+    assert logo["class_wide"]["confirmed"] is None and logo["class_wide"]["examples"]
+    # maps travel only for classes the maps flagged
+    assert cat["kind"] is None and cat["class_wide"]["mean_map"] is None

@@ -182,7 +182,7 @@ def _rounded(grid_map: np.ndarray) -> list[list[float]]:
 def _verdict(name: str, n: int, e: dict[str, Any], params: ClassWideParams) -> tuple[bool, str]:
     """Whether the map alone flags the class, and the sentence that says where and how often."""
     y0, x0, y1, x1 = e["box"]
-    where = f"box y {y0:.2f}-{y1:.2f}, x {x0:.2f}-{x1:.2f} ({e['area']:.0%} of the image)"
+    where = f"box y {y0:.2f}-{y1:.2f}, x {x0:.2f}-{x1:.2f} ({e['area']:.1%} of the image)"
     if e["other_share"] is None:
         return False, f"no other class to compare {name} with"
     sentence = (

@@ -69,6 +69,33 @@ class ShortcutCluster(_Model):
 
 
 class ShortcutClass(_Model):
+    box: list[float] = Field(default_factory=list, description="[y0, x0, y1, x1] fractions")
+
+
+class ShortcutIntervention(_Model):
+    """Shares of decisions that changed when the box was filled or pasted (and controls)."""
+
+    images: int
+    others: int
+    removed: float | None
+    removed_control: float | None
+    pasted: float | None
+    pasted_control: float | None
+
+
+class ShortcutClassWide(_Model):
+    """Where a class's evidence sits across its images, against the other classes."""
+
+    box: list[float] = Field(description="[y0, x0, y1, x1] as fractions of height and width")
+    share: float = Field(description="share of the class's images whose peak is in the box")
+    other_share: float | None
+    area: float
+    flagged: bool
+    confirmed: bool | None
+    examples: list[str]
+    mean_map: list[list[float]] | None = Field(default=None, description="only when flagged")
+    others_map: list[list[float]] | None = None
+    intervention: ShortcutIntervention | None = None
     class_name: str = Field(alias="class")
     flagged: bool
     reason: str
@@ -77,6 +104,9 @@ class ShortcutClass(_Model):
 
 
 class Overview(_Model):
+    kind: str | None = Field(default=None, description="class, cluster or region when flagged")
+    box: list[float] | None = None
+    class_wide: ShortcutClassWide | None = None
     run: RunSummary
     accuracy: float | None
     balanced_accuracy: float | None

@@ -90,11 +90,29 @@ def _shortcut(c: dict[str, Any]) -> schemas.ShortcutClass:
                     "flagged": bool(k.get("flagged", False)),
                     "centroid": [float(v) for v in k.get("centroid", [])],
                 }
+                    "box": [float(v) for v in k.get("box") or []],
                 for k in c.get("clusters", [])
             ],
         }
+            "kind": c.get("kind"),
+            "box": c.get("box"),
+            "class_wide": _class_wide(c.get("class_wide")),
     )
 
+
+
+def _class_wide(w: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The class-wide part of a class's finding; its maps only when the maps flagged it."""
+    if not w:
+        return None
+    shown = bool(w.get("flagged") or w.get("map_flagged"))
+    keys = ("box", "share", "other_share", "area", "flagged", "confirmed", "examples")
+    out = {k: w.get(k) for k in keys}
+    out["examples"] = [str(i) for i in w.get("examples") or []]
+    if shown:
+        out.update(mean_map=w.get("mean_map"), others_map=w.get("others_map"))
+        out["intervention"] = w.get("intervention")
+    return out
 
 def summary(entry: RunEntry) -> schemas.RunSummary:
     def make(run: Run) -> schemas.RunSummary:

@@ -162,6 +162,47 @@ function classPanel(ctx, ov) {
     h("div", { class: "body scroll" }, table));
 }
 
+const KINDS = { class: "class-wide", cluster: "cluster", region: "region" };
+
+// A class-wide finding: the class's mean map beside the other classes' (box outlined), what
+// masking and pasting the box did, and links to images whose evidence sits in it.
+function classWide(ctx, s) {
+  const w = s.class_wide;
+  if (!w || !w.mean_map) return null;
+  const { run, params, app } = ctx;
+  const stops = app.colormaps.inferno.stops;
+  const fig = (title, grid) => h("figure", {}, gridCanvas(grid, w.box, stops), h("figcaption", {}, title));
+  const iv = w.intervention;
+  const told = !iv
+    ? h("span", { class: "muted" }, "not tested on a model")
+    : h("span", {}, `box filled: ${pct(iv.removed, 0)} of decisions changed (elsewhere ${pct(iv.removed_control, 0)}) · pasted into other classes: ${pct(iv.pasted, 0)} (elsewhere ${pct(iv.pasted_control, 0)})`);
+  const verdict = w.confirmed === true ? "confirmed" : w.confirmed === false ? "refuted" : "not confirmed";
+  return h("div", { class: "class-wide", "data-testid": "shortcut-class-wide", "data-class": s.class },
+    h("div", { class: "cw-maps" }, fig("this class", w.mean_map), w.others_map ? fig("other classes", w.others_map) : null),
+    h("div", { class: "cw-facts" },
+      h("div", {}, `${pct(w.share, 0)} of its images peak in the box, ${pct(w.other_share, 0)} of other classes' images`),
+      h("div", {}, h("span", { class: "flag" + (w.confirmed === false ? " ok" : "") }, verdict), " ", told),
+      w.examples.length ? h("div", { class: "cw-examples" }, "images: ", w.examples.map((id) =>
+        h("a", { href: "#", class: "mono", onclick: (e) => { e.preventDefault(); go("samples", { run: run.id, method: params.method, true: s.class, sample: id }); } }, id))) : null));
+}
+
+function gridCanvas(grid, box, stops) {
+  const px = 6;
+  const rows = grid.length;
+  const cols = rows ? grid[0].length : 0;
+  const canvas = h("canvas", { width: cols * px, height: rows * px, "aria-label": "mean saliency map" });
+  const g = canvas.getContext && canvas.getContext("2d");
+  if (!g) return canvas;
+  grid.forEach((row, y) => row.forEach((v, x) => { g.fillStyle = colorAt(stops, v); g.fillRect(x * px, y * px, px, px); }));
+  if (box && box.length === 4) {
+    const [y0, x0, y1, x1] = box;
+    g.strokeStyle = "#38bdf8";
+    g.lineWidth = 2;
+    g.strokeRect(x0 * cols * px + 1, y0 * rows * px + 1, (x1 - x0) * cols * px - 2, (y1 - y0) * rows * px - 2);
+  }
+  return canvas;
+}
+
 function shortcutsPanel(ctx, ov) {
   const { run, params } = ctx;
   const flagged = ov.shortcuts.filter((s) => s.flagged);
@@ -171,8 +212,10 @@ function shortcutsPanel(ctx, ov) {
         h("div", { class: "row" },
           h("a", { href: "#", onclick: (e) => { e.preventDefault(); go("samples", { run: run.id, method: params.method, true: s.class }); } }, h("b", {}, s.class)),
           h("span", { class: "flag" + (s.flagged ? "" : " ok") }, s.flagged ? "flagged" : "ok"),
+          s.kind ? h("span", { class: "kind", "data-kind": s.kind }, KINDS[s.kind] || s.kind) : null,
           Object.entries(s.region_share).map(([k, v]) => h("span", { class: "muted" }, `${k} ${pct(v, 0)}`))),
-        h("div", { class: "reason" }, s.reason))));
+        h("div", { class: "reason" }, s.reason),
+        classWide(ctx, s))));
   return h("section", { class: "panel" },
     h("header", {}, h("h2", {}, "Shortcut findings"), ov.shortcuts.length ? h("span", { class: "muted" }, `${flagged.length} of ${ov.shortcuts.length} classes flagged`) : null),
     h("div", { class: "body" }, body));
