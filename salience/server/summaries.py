@@ -89,16 +89,15 @@ def _shortcut(c: dict[str, Any]) -> schemas.ShortcutClass:
                     "share": float(k.get("share", 0.0)),
                     "flagged": bool(k.get("flagged", False)),
                     "centroid": [float(v) for v in k.get("centroid", [])],
-                }
                     "box": [float(v) for v in k.get("box") or []],
+                }
                 for k in c.get("clusters", [])
             ],
-        }
             "kind": c.get("kind"),
             "box": c.get("box"),
             "class_wide": _class_wide(c.get("class_wide")),
+        }
     )
-
 
 
 def _class_wide(w: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -113,6 +112,7 @@ def _class_wide(w: dict[str, Any] | None) -> dict[str, Any] | None:
         out.update(mean_map=w.get("mean_map"), others_map=w.get("others_map"))
         out["intervention"] = w.get("intervention")
     return out
+
 
 def summary(entry: RunEntry) -> schemas.RunSummary:
     def make(run: Run) -> schemas.RunSummary:
