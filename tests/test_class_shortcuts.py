@@ -270,3 +270,19 @@ def test_the_explorer_overview_carries_the_class_wide_finding(tmp_path: Path) ->
     assert logo["class_wide"]["confirmed"] is None and logo["class_wide"]["examples"]
     # maps travel only for classes the maps flagged
     assert cat["kind"] is None and cat["class_wide"]["mean_map"] is None
+
+
+def test_the_report_shows_the_class_wide_maps(tmp_path: Path) -> None:
+    from salience.report import write_report
+
+    run, _ = _maps_run(tmp_path, "class")
+    write_json(run.path / "shortcuts.json", find_shortcuts(run))
+    write_report(run.path, tmp_path / "r.html", max_images=0)
+    html = (tmp_path / "r.html").read_text()
+    block = html[html.index('id="shortcuts"') :]
+    assert "1 of 3 classes flagged" in block and "<th>Kind</th>" in block
+    row = next(r for r in block.split("<tr>") if r.startswith("<td>logo</td>"))
+    assert "<td>class</td>" in row and "not confirmed" in row
+    assert row.count('<img src="data:image/jpeg;base64,') == 2  # this class, other classes
+    cat = next(r for r in block.split("<tr>") if r.startswith("<td>cat</td>"))
+    assert "<img" not in cat

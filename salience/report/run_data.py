@@ -217,4 +217,34 @@ def _shortcuts(run_dir: Path) -> list[dict[str, Any]]:
         classes = json.loads(path.read_text()).get("classes", [])
     except (ValueError, AttributeError):
         raise SalienceError(f"{path} is not valid JSON; rerun `salience shortcuts`") from None
-    return [c for c in classes if isinstance(c, dict) and "class" in c]
+    out = [c for c in classes if isinstance(c, dict) and "class" in c]
+    for c in out:
+        wide = c["class_wide"] if isinstance(c.get("class_wide"), dict) else {}
+        if wide.get("flagged") or wide.get("map_flagged"):
+            c["class_wide_maps"] = [
+                (title, map_uri(grid, wide.get("box")))
+                for title, grid in (
+                    ("this class", wide.get("mean_map")),
+                    ("other classes", wide.get("others_map")),
+                )
+                if grid
+            ]
+    return out
+
+
+def map_uri(grid: list[list[float]], box: list[float] | None, px: int = 6) -> str:
+    """A class's mean map (values in 0..1) as an inferno picture with ``box`` outlined."""
+    from PIL import ImageDraw
+
+    from salience.viz.colormaps import colorize
+
+    rgb = colorize(np.clip(np.asarray(grid, dtype=np.float32), 0, 1), signed=False, cmap="inferno")
+    size = (rgb.shape[1] * px, rgb.shape[0] * px)
+    img = Image.fromarray(rgb).resize(size, Image.Resampling.NEAREST)
+    if box and len(box) == 4:
+        y0, x0, y1, x1 = (float(v) for v in box)
+        w, h = img.size
+        ImageDraw.Draw(img).rectangle(
+            (x0 * w, y0 * h, x1 * w - 1, y1 * h - 1), outline=(56, 189, 248), width=2
+        )
+    return data_uri(img)

@@ -208,21 +208,28 @@ def _shortcuts(d: ReportData) -> str:
             f"{escape(str(k))} {_pct(v, 0)}" for k, v in (c.get("region_share") or {}).items()
         )
         clusters = len(c.get("clusters") or [])
+        kind = escape(str(c.get("kind") or "–"))
+        maps = "".join(
+            f'<figure><img src="{escape(uri)}" alt="{escape(title)}"><figcaption>'
+            f"{escape(title)}</figcaption></figure>"
+            for title, uri in c.get("class_wide_maps") or []
+        )
+        maps = f'<div class="strip">{maps}</div>' if maps else ""
         flag = (
             '<span class="flag">flagged</span>'
             if c.get("flagged")
             else '<span class="flag fine">ok</span>'
         )
         items.append(
-            f"<tr><td>{escape(str(c['class']))}</td><td>{flag}</td>"
-            f"<td class='text'>{escape(str(c.get('reason') or ''))}</td>"
+            f"<tr><td>{escape(str(c['class']))}</td><td>{flag}</td><td>{kind}</td>"
+            f"<td class='text'>{escape(str(c.get('reason') or ''))}{maps}</td>"
             f"<td class='text'>{shares or '–'}</td><td>{clusters}</td></tr>"
         )
     flagged = sum(bool(c.get("flagged")) for c in d.shortcuts)
     return (
         f'<section class="panel" id="shortcuts"><h2>Shortcut findings ({flagged} of '
         f"{len(d.shortcuts)} classes flagged)</h2>"
-        '<div class="body"><table class="data"><thead><tr><th>Class</th><th></th>'
+        '<div class="body"><table class="data"><thead><tr><th>Class</th><th></th><th>Kind</th>'
         "<th class='text'>Reason</th><th class='text'>Saliency share by region</th>"
         "<th>Clusters</th></tr></thead>"
         f"<tbody>{''.join(items)}</tbody></table></div></section>"
