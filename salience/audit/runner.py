@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 
 from salience.audit.assemble import Columns, Computed, assemble
@@ -37,6 +38,7 @@ from salience.data.dataset import Dataset, read_dataset
 from salience.device import resolve_device
 from salience.errors import SalienceError
 from salience.methods import Attribution, build_method, method_info
+from salience.methods.preflight import preflight
 from salience.methods.spec import parse_method_spec
 from salience.store.layout import (
     MANIFEST,
@@ -143,6 +145,7 @@ def audit(
     )
     dev = resolve_device(device)
     built, params = build_methods(list(methods), model.cam_layer)
+    check_methods(model, built, dev)
     size = parse_map_size(map_size)
     row_bytes = 2 * size[0] * size[1] * max(1, len(built))
     plan = make_plan(
@@ -189,6 +192,18 @@ def audit(
             summary = summarize(Run.open(run))
             write_json(run / SUMMARY, summary)
     return summary
+
+
+def check_methods(model: ModelLike, methods: dict[str, Attribution], device: torch.device) -> None:
+    """Every method once on a noise image through the model's preprocessing (see
+    :func:`salience.methods.preflight.preflight`), before any image is read."""
+    rng = np.random.default_rng(0)
+    side = int(getattr(model.preprocess, "resize", None) or 64)
+    noise = Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8))
+    x = model.preprocess(noise).unsqueeze(0)
+    module = model.module.to(device)
+    dtype = next((p.dtype for p in module.parameters()), x.dtype)
+    preflight(module, methods, x.to(device, dtype if dtype.is_floating_point else x.dtype))
 
 
 def _disk_full(exc: BaseException) -> bool:

@@ -25,16 +25,10 @@ import typer
 from click.exceptions import Abort, ClickException
 from click.exceptions import Exit as ClickExit
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.text import Text
 
+from salience.cli._progress import Bars
+from salience.cli._progress import task as _task
 from salience.errors import SalienceError, SalienceWarning
 
 console = Console(markup=False, highlight=False)
@@ -199,37 +193,14 @@ def print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 
 
-def progress(transient: bool = False) -> Progress:
-    """A rich progress bar with count, rate-friendly columns and ETA (on stderr)."""
-    return Progress(
-        TextColumn("{task.description}", style="bold", markup=False),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=transient,
-    )
+def progress(transient: bool = False) -> Bars:
+    """Progress bars on stderr (see :mod:`salience.cli._progress`): a rich bar on a terminal,
+    plain lines with the time left when piped."""
+    return Bars(err_console, transient=transient)
 
 
 @contextmanager
 def task(description: str, total: int | None) -> Iterator[Callable[..., None]]:
-    """Context manager yielding ``advance(n=1, rate="")`` for one progress bar.
-
-    The bar appears with the first step, so a job that fails its checks before any work
-    prints only its one error line.
-    """
-    bar = progress()
-    tid = bar.add_task(description, total=total, rate="")
-
-    def advance(n: int = 1, rate: str = "") -> None:
-        if not bar.live.is_started:
-            bar.start()
-        bar.update(tid, advance=n, rate=rate)
-
-    try:
+    """Context manager yielding ``advance(n=1, rate="")`` for one progress bar."""
+    with _task(err_console, description, total) as advance:
         yield advance
-    finally:
-        if bar.live.is_started:
-            bar.stop()

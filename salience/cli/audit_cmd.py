@@ -160,7 +160,12 @@ def audit(
         print_json(summary)
     else:
         show(summary)
-        err_console.print(f"wrote {out} (summary.json)", highlight=False)
+        err_console.print(f"wrote {out} (summary.json)")
+        err_console.print(
+            f"next: salience serve {out}  (the explorer) · salience shortcuts {out} · "
+            f"salience report {out}",
+            soft_wrap=True,
+        )
 
 
 def _pct(value: Any) -> str:

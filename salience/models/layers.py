@@ -126,8 +126,9 @@ def _probe(model: nn.Module, x: torch.Tensor) -> _Probe:
     """Run one image through ``model`` recording every module's calls and output shape."""
     if isinstance(model, torch.jit.ScriptModule):
         raise UnsupportedModelError(
-            "CAM methods read a layer through forward hooks, which TorchScript models do not "
-            "support; load the Python model, or use a gradient or perturbation method"
+            "CAM methods read a layer through forward hooks, and TorchScript has none; load the "
+            "Python model instead (its state dict as --weights with --model FILE.py:factory), "
+            "or use a gradient or perturbation method"
         )
     key = (tuple(x.shape[1:]), x.dtype, x.device.type)
     ids = tuple(id(m) for m in model.modules())
