@@ -5,15 +5,12 @@ Screenshots land in test-output/<test>/ to be looked at."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import chromium_page, csp_violations, serve
 from explorer_runs import make_runs
 
 from salience.server import create_app
@@ -21,17 +18,6 @@ from salience.store import Run
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LOADED = "els => els.length > 0 && els.every(e => e.complete && e.naturalWidth > 0)"
 CHARTED = "sel => !!(window.Chart && Chart.getChart(document.querySelector(sel)))"
 
@@ -44,40 +30,24 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def server(runs: tuple[Path, Path]) -> Iterator[str]:
     """The project's app under uvicorn in a thread, on a free loopback port."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(list(runs)), host="127.0.0.1", port=port, log_level="warning"
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "the explorer did not start"
-    yield f"http://127.0.0.1:{port}/"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve(create_app(list(runs))) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def page(server: str) -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        pg = browser.new_page(viewport={"width": 1440, "height": 1000})
-        pg.set_default_timeout(20_000)
-        pg.errors = []
-        pg.on("pageerror", lambda e: pg.errors.append(str(e)))
-        pg.on("console", lambda m: m.type == "error" and pg.errors.append(m.text))
+    with chromium_page() as pg:
         yield pg
-        browser.close()
+
+
+@pytest.fixture(autouse=True)
+def _clean_page(page: Any) -> Iterator[None]:
+    """Every test ends without errors, dialogs or CSP violations (the explorer works under its
+    Content-Security-Policy)."""
+    yield
+    assert not page.errors, page.errors
+    assert not page.dialogs, page.dialogs
+    assert not csp_violations(page)
 
 
 def overlays_loaded(pg: Any, scope: str, method: str | None = None) -> list[str]:

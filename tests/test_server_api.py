@@ -30,9 +30,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return make_runs(tmp_path_factory.mktemp("explorer"))
 
 
+def local(app: Any, **kw: Any) -> TestClient:
+    """A client of ``app`` on the loopback name it answers to without a token."""
+    return TestClient(app, base_url="http://127.0.0.1", **kw)
+
+
 @pytest.fixture(scope="session")
 def client(runs: tuple[Path, Path]) -> TestClient:
-    return TestClient(create_app(list(runs)))
+    return local(create_app(list(runs)))
 
 
 @pytest.fixture(scope="session")
@@ -46,8 +51,8 @@ def raw_get(app: Any, path: str) -> tuple[int, bytes]:
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
         "scheme": "http", "path": unquote(path), "raw_path": path.encode(), "query_string": b"",
-        "root_path": "", "headers": [(b"host", b"testserver")], "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
+        "root_path": "", "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
     }  # fmt: skip
     sent: list[dict[str, Any]] = []
 
@@ -296,7 +301,7 @@ def test_symlinks_out_of_the_data_root_are_refused(
     image.unlink()
     image.symlink_to(secret)
     try:
-        fresh = TestClient(create_app([runs[0]]))
+        fresh = local(create_app([runs[0]]))
         with caplog.at_level(logging.WARNING, logger="salience.server"):
             for path in (f"/api/runs/v1/thumb/{row.sample_id}", f"/api/runs/v1/files/{row.path}",
                          "/api/runs/v1/files/escape.png"):  # fmt: skip
@@ -310,7 +315,7 @@ def test_symlinks_out_of_the_data_root_are_refused(
 
 
 def test_token_is_required_on_every_request(runs: tuple[Path, Path]) -> None:
-    guarded = TestClient(create_app([runs[0]], token="s3cret"))
+    guarded = local(create_app([runs[0]], token="s3cret"))
     for path in ("/", "/static/js/main.js", "/api/runs", "/api/runs/v1/overview"):
         assert guarded.get(path).status_code == 401, path
     assert guarded.get("/api/runs", headers={"X-Salience-Token": "wrong"}).status_code == 401
@@ -319,7 +324,7 @@ def test_token_is_required_on_every_request(runs: tuple[Path, Path]) -> None:
     first = guarded.get("/?token=s3cret")
     assert first.status_code == 200 and "HttpOnly" in first.headers["set-cookie"]
     assert guarded.get("/api/runs").status_code == 200  # the cookie now carries it
-    assert TestClient(create_app([runs[0]], token="s3cret")).get("/?token=nope").status_code == 401
+    assert local(create_app([runs[0]], token="s3cret")).get("/?token=nope").status_code == 401
 
 
 def test_server_errors_hide_their_traceback(runs: tuple[Path, Path]) -> None:
@@ -330,7 +335,7 @@ def test_server_errors_hide_their_traceback(runs: tuple[Path, Path]) -> None:
         raise RuntimeError("secret internals at /home/user")
 
     run.class_metrics = broken
-    res = TestClient(app, raise_server_exceptions=False).get("/api/runs/v1/overview")
+    res = local(app, raise_server_exceptions=False).get("/api/runs/v1/overview")
     assert res.status_code == 500
     assert "secret" not in res.text and "Traceback" not in res.text and "/home" not in res.text
 
@@ -368,12 +373,12 @@ def test_serve_command_guards_and_opens(
     assert res.exit_code == 0, res.output
     token = re.search(r"access token: (\S+)", res.output)
     assert token and served["host"] == "0.0.0.0"
-    guarded = TestClient(served["app"])
+    guarded = local(served["app"])
     assert guarded.get("/api/runs").status_code == 401
     assert guarded.get("/api/runs", headers={"X-Salience-Token": token.group(1)}).status_code == 200
     res = CliRunner().invoke(app, ["serve", str(runs[0]), "--port", "0", "--open"])
     assert res.exit_code == 0 and "token" not in res.output
-    assert TestClient(served["app"]).get("/api/runs").status_code == 200
+    assert local(served["app"]).get("/api/runs").status_code == 200
     for _ in range(50):
         if opened:
             break
@@ -398,7 +403,7 @@ def test_a_run_without_masks_and_with_a_broken_image(tmp_path: Path) -> None:
     (tmp_path / "data" / "dog" / "broken.png").write_bytes(b"not an image")
     model = Model(Net(2).eval(), ["cat", "dog"], "tests:Net")
     audit(model, tmp_path / "data", tmp_path / "run", ["gradcam"], map_size=32)
-    c = TestClient(create_app([tmp_path / "run"]))
+    c = local(create_app([tmp_path / "run"]))
     summary = c.get("/api/runs/run").json()
     assert summary["count"] == 7 and summary["errors"] == 1 and summary["regions"] == []
     assert c.get("/api/runs/run/overview").status_code == 200

@@ -21,7 +21,11 @@ from salience.errors import SalienceError
 def serve(
     runs: Annotated[list[Path], typer.Argument(help="Run folders written by `salience audit`.")],
     host: Annotated[
-        str, typer.Option(help="Address to bind; anything but loopback requires a token.")
+        str,
+        typer.Option(
+            help="Address to bind; anything but loopback requires a token. Without a token the "
+            "explorer answers only requests addressed to 127.0.0.1, localhost, ::1 or this name."
+        ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
     token: Annotated[
@@ -43,7 +47,7 @@ def serve(
     if host not in LOOPBACK and not token:
         token = new_token()
     _check_port(host, port)
-    explorer = create_app(runs, token=token, cache_mb=cache_mb)
+    explorer = create_app(runs, token=token, cache_mb=cache_mb, hosts=[host])
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     console.print(styled("salience explorer", "bold"), f"serving {len(runs)} run(s) at {url}")

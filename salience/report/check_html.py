@@ -16,6 +16,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 GOOD, BAD, GREY = "#1b7837", "#b2182b", "#777777"
+# No script, images only as data URIs: markup in a model or method name can run nothing.
+CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
+    "form-action 'none'"
+)
 CONTROL_STYLE = {"random": ("#999999", "--"), "constant": ("#bbbbbb", ":")}
 COLUMNS = (
     ("randomization_similarity", "randomization similarity", "lower"),
@@ -196,11 +201,13 @@ def render(report: dict[str, Any]) -> str:
     everything = {**methods, **controls}
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         f"<title>salience check: {html.escape(str(report['model']))}</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>Can these saliency maps be trusted for <code>{html.escape(str(report['model']))}"
         f"</code>?</h1>",
-        f"<p>{report['samples']} images on {html.escape(str(report.get('device', '')))}. "
+        f"<p>{html.escape(str(report['samples']))} images on "
+        f"{html.escape(str(report.get('device', '')))}. "
         "Maps explain the class the model predicts. Controls: <code>random</code> (noise) and "
         "<code>constant</code> (a flat map) are reference lines every method must beat.</p>",
         "<h2>Verdicts</h2>",

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from salience.errors import SalienceError
+from salience.errors import DamagedRunError, SalienceError
 from salience.methods import method_info
 from salience.store import Run
 from salience.viz import overlay
@@ -35,6 +35,7 @@ class Card:
     confidence: float
     correct: bool
     images: list[tuple[str, str]]  # (caption, data URI): the image, then one per method
+    problem: str | None = None  # why the image could not be embedded
 
 
 @dataclass
@@ -85,24 +86,36 @@ def data_uri(img: Image.Image) -> str:
 
 
 def card(run: Run, row: Any, methods: list[str], size: int) -> Card:
-    picture = run.view_image(str(row.sample_id)).convert("RGB")
-    picture.thumbnail((size, size), Image.Resampling.LANCZOS)
-    images = [("image", data_uri(picture))]
-    for m in methods:
-        try:
-            blended = overlay(picture, run.saliency(str(row.sample_id), m), signed=signed(m))
-        except SalienceError:
-            continue
-        images.append((m, data_uri(Image.fromarray(blended))))
-    return Card(
+    """One image with its overlays, decoded and resized by the library (``Run.view_image``,
+    within its size caps); an image that cannot be read now (changed since the audit, or too
+    large) gets a card that says why, and a damaged run file stops the report."""
+    out = Card(
         str(row.sample_id),
         str(row.path),
         str(row.label),
         str(row.pred),
         float(row.confidence),
         bool(row.correct),
-        images,
+        [],
     )
+    try:
+        picture = run.view_image(out.sample_id).convert("RGB")
+    except DamagedRunError:
+        raise
+    except SalienceError as exc:
+        out.problem = " ".join(str(exc).split())
+        return out
+    picture.thumbnail((size, size), Image.Resampling.LANCZOS)
+    out.images.append(("image", data_uri(picture)))
+    for m in methods:
+        try:
+            blended = overlay(picture, run.saliency(out.sample_id, m), signed=signed(m))
+        except DamagedRunError:
+            raise
+        except SalienceError:
+            continue
+        out.images.append((m, data_uri(Image.fromarray(blended))))
+    return out
 
 
 def gather(

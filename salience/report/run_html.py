@@ -1,5 +1,9 @@
 """The run report as one HTML file: styles inline, images as data URIs, no script needed
-(a confusion-matrix cell links to its images, shown by the CSS ``:target`` rule)."""
+(a confusion-matrix cell links to its images, shown by the CSS ``:target`` rule).
+
+Every string from the run (class, file, method, region and run names, reasons) goes through
+``html.escape``, and the page's Content-Security-Policy allows no script at all and images only
+as data URIs, so markup in the data can neither run nor load anything."""
 
 from __future__ import annotations
 
@@ -123,6 +127,8 @@ def _card(c: Card) -> str:
         f"<figcaption>{escape(cap)}</figcaption></figure>"
         for cap, uri in c.images
     )
+    if not c.images:
+        figs = f'<p class="missing">image not embedded: {escape(c.problem or "unreadable")}</p>'
     mark = '<span class="ok">✓</span>' if c.correct else '<span class="bad">✗</span>'
     return (
         f'<div class="card" data-sample-id="{escape(c.sample_id)}"><div class="strip">{figs}</div>'
@@ -141,7 +147,7 @@ def _cells(d: ReportData) -> str:
                 else f"{len(c.cards)} of {c.count}, chosen at random"
             )
             cards = "".join(_card(k) for k in c.cards)
-            width = len(c.cards[0].images) * d.size + 8
+            width = max(1, *(len(k.images) for k in c.cards)) * d.size + 8
             body = (
                 f'<p class="muted">{shown}</p>'
                 f'<div class="cards" style="--card: {width}px">{cards}</div>'

@@ -7,6 +7,8 @@ query), so only the derived-table cache is locked.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -19,10 +21,11 @@ import pandas as pd
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from salience.errors import SalienceError
+from salience.errors import DamagedRunError, SalienceError
 from salience.store import Run
 
 T = TypeVar("T")
+log = logging.getLogger("salience.server")
 
 # A table read from a run that is still being written is reused for this many seconds.
 LIVE_TTL = 2.0
@@ -73,16 +76,40 @@ class ByteCache:
         return data
 
 
+def one_line(message: BaseException | str, limit: int = 500) -> str:
+    """An error's message as one line of at most ``limit`` characters."""
+    text = " ".join(str(message).split()) or type(message).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @dataclass
 class RunEntry:
     """One run the server was given, with its derived-table cache (one lock per table, so a
-    slow table never holds up the others)."""
+    slow table never holds up the others).
+
+    A run whose files turn out truncated or corrupt (:class:`DamagedRunError`, when it is
+    opened or when a table is first read) keeps its entry with ``damage`` set to the one-line
+    reason: it is listed as damaged, and each of its routes answers that reason."""
 
     id: str
-    run: Run
+    opened: Run | None
+    path: Path
+    damage: str | None = None
     tables: dict[str, tuple[float, bool, Any]] = field(default_factory=dict)
     locks: dict[str, threading.Lock] = field(default_factory=dict)
     guard: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def run(self) -> Run:
+        """The open run; :class:`DamagedRunError` once it is known to be damaged."""
+        if self.damage is not None or self.opened is None:
+            raise DamagedRunError(self.damage or f"run {self.id!r} could not be opened")
+        return self.opened
+
+    def mark_damaged(self, exc: DamagedRunError) -> None:
+        if self.damage is None:
+            self.damage = one_line(exc)
+            log.error("run %s is damaged: %s", self.id, self.damage)
 
     def cached(self, key: str, make: Callable[[Run], T]) -> T:
         """``make(run)`` computed once (while the run is still being written: every 2 s)."""
@@ -99,8 +126,12 @@ class RunEntry:
             with lock:
                 hit = fresh()
                 if hit is None:
-                    value = make(self.run)
-                    hit = (time.monotonic(), self.run.status != "running", value)
+                    try:
+                        value = make(self.run)
+                        hit = (time.monotonic(), self.run.status != "running", value)
+                    except DamagedRunError as exc:
+                        self.mark_damaged(exc)
+                        raise
                     self.tables[key] = hit
         return hit[2]  # type: ignore[no-any-return]
 
@@ -109,29 +140,53 @@ class RunEntry:
 
 
 class RunRegistry:
-    """Runs by id (the run folder's name, made unique) plus the rendered-image cache."""
+    """Runs by id (the run folder's name, made unique) plus the rendered-image cache.
 
-    def __init__(self, runs: Sequence[Run], cache_bytes: int = 256 * 2**20) -> None:
+    Runs given as paths are opened here; one that is damaged is kept (listed as damaged), any
+    other failure to open a run (no such folder, not a run) is the caller's error."""
+
+    def __init__(
+        self, runs: Sequence[Run | str | os.PathLike[str]], cache_bytes: int = 256 * 2**20
+    ) -> None:
         if not runs:
             raise SalienceError("no runs to serve; pass one or more run directories")
         self.entries: dict[str, RunEntry] = {}
-        for run in runs:
-            base = Path(run.path).name or "run"
-            rid, n = base, 2
-            while rid in self.entries:
-                rid, n = f"{base}-{n}", n + 1
-            self.entries[rid] = RunEntry(rid, run)
+        for item in runs:
+            if isinstance(item, Run):
+                self._add(RunEntry("", item, item.path))
+                continue
+            try:
+                run = Run.open(item)
+            except DamagedRunError as exc:
+                entry = RunEntry("", None, Path(item).expanduser().resolve())
+                self._add(entry)
+                entry.mark_damaged(exc)
+            else:
+                self._add(RunEntry("", run, run.path))
         self.images = ByteCache(cache_bytes)
         self.preloaded = False
+
+    def _add(self, entry: RunEntry) -> None:
+        base = entry.path.name or "run"
+        rid, n = base, 2
+        while rid in self.entries:
+            rid, n = f"{base}-{n}", n + 1
+        entry.id = rid
+        self.entries[rid] = entry
 
     def ids(self) -> list[str]:
         return list(self.entries)
 
     def entry(self, run_id: str) -> RunEntry:
+        """The run named ``run_id``: 404 when there is none, :class:`DamagedRunError` (503)
+        when it is damaged."""
         try:
-            return self.entries[run_id]
+            found = self.entries[run_id]
         except KeyError:
             raise HTTPException(404, f"no run {run_id!r}") from None
+        if found.damage is not None:
+            raise DamagedRunError(found.damage)
+        return found
 
 
 async def get_registry(request: Request) -> RunRegistry:
@@ -141,5 +196,5 @@ async def get_registry(request: Request) -> RunRegistry:
 
 
 async def get_entry(run_id: str, registry: RunRegistry = Depends(get_registry)) -> RunEntry:
-    """FastAPI dependency: the run named in the path, or 404."""
+    """FastAPI dependency: the run named in the path, or 404 (503 when it is damaged)."""
     return registry.entry(run_id)

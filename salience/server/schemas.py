@@ -40,6 +40,9 @@ class RunSummary(_Model):
     created: str | None
     updated: str | None
     has_shortcuts: bool
+    problem: str | None = Field(
+        default=None, description="why the run cannot be read (status 'damaged'), one line"
+    )
 
 
 class RunList(_Model):

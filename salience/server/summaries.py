@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from typing import Any
 
 import pandas as pd
 
-from salience.errors import SalienceError
+from salience.errors import DamagedRunError, SalienceError
 from salience.methods import method_info
 from salience.server import schemas
 from salience.server.registry import RunEntry
@@ -144,6 +145,32 @@ def summary(entry: RunEntry) -> schemas.RunSummary:
         )
 
     return entry.cached("summary", make)
+
+
+def listed(entry: RunEntry) -> schemas.RunSummary:
+    """The run's summary for the run list; a run that cannot be read is listed as damaged with
+    its one-line reason, so that the other runs stay usable."""
+    if entry.damage is None:
+        try:
+            return summary(entry)
+        except DamagedRunError as exc:
+            entry.mark_damaged(exc)
+        except Exception as exc:  # any other failure of this run's files: logged, run listed
+            logging.getLogger("salience.server").error(
+                "cannot summarise run %s", entry.id, exc_info=exc
+            )
+            return damaged(entry, "this run cannot be read; the server log has the details")
+    return damaged(entry, entry.damage or "damaged")
+
+
+def damaged(entry: RunEntry, reason: str) -> schemas.RunSummary:
+    """A run-list row for a run that cannot be read."""
+    return schemas.RunSummary(
+        id=entry.id, name=entry.path.name, status="damaged", model="", dataset="", count=0,
+        errors=0, accuracy=None, class_names=[], methods=[], signed=[], regions=[], stats=[],
+        meta=[], splits=[], map_size=[], created=None, updated=None, has_shortcuts=False,
+        problem=reason,
+    )  # fmt: skip
 
 
 def _signed(method: str) -> bool:

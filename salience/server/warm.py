@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from salience.errors import DamagedRunError
 from salience.server.query import table
 from salience.server.registry import RunRegistry
 from salience.server.routes.confusion import matrix
@@ -14,11 +15,15 @@ def warm(registry: RunRegistry) -> None:
     """Load every run's tables and confusion matrix, so the first pages of a big run open at
     once; a run that fails here reports its error when it is opened."""
     for entry in registry.entries.values():
+        if entry.damage is not None:
+            continue
         try:
             summary(entry)
             matrix(entry, None, None)
             for method in entry.run.methods:
                 table(entry, method)
+        except DamagedRunError as exc:
+            entry.mark_damaged(exc)  # listed as damaged, with the reason logged once
         except Exception:
             logging.getLogger("salience.server").exception("could not preload %s", entry.id)
     registry.preloaded = True

@@ -1,13 +1,18 @@
 """Images: thumbnails, saliency overlays, mask outlines, selection mean maps, original files.
 
 Every image is looked up through the run (by sample id, or by a path the run recorded), then
-checked to resolve inside the run's data root; anything else is a 404 that is logged.
+checked to resolve inside the run's data root; anything else is a 404 that is logged. Every
+picture is decoded and resized by the library (:func:`salience.images.load_image`,
+``Run.view_image``, :class:`~salience.models.preprocess.Preprocess`), whose size caps turn an
+image too large to decode or resize into :class:`ImageTooLargeError` (422 here). Original files
+are served only as pictures (see :func:`original`), never as HTML, SVG or script.
 """
 
 from __future__ import annotations
 
 import logging
-import mimetypes
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
@@ -16,7 +21,8 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import FileResponse, Response
 from PIL import Image
 
-from salience.errors import SalienceError
+from salience.errors import DamagedRunError, ImageTooLargeError, SalienceError
+from salience.images import load_image
 from salience.models.preprocess import Preprocess
 from salience.server import render
 from salience.server.params import filter_key, image_size, sample_filter
@@ -32,6 +38,34 @@ Entry = Annotated[RunEntry, Depends(get_entry)]
 Registry = Annotated[RunRegistry, Depends(get_registry)]
 Size = Annotated[int, Depends(image_size)]
 CACHE = {"Cache-Control": "private, max-age=600"}
+# Picture formats every browser shows, told by their first bytes (never by the file's name).
+MAGIC = (
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+)
+REENCODED_SIDE = 4096  # other formats (TIFF, PPM...) come back as PNG, at most this large
+
+
+@contextmanager
+def unreadable(detail: str) -> Iterator[None]:
+    """A failure to read one image, map or mask becomes a 404 with ``detail``; a damaged run
+    file (503) and an image over the size caps (422) go to the app's handlers."""
+    try:
+        yield
+    except (DamagedRunError, ImageTooLargeError):
+        raise
+    except (SalienceError, KeyError, IndexError, OSError):
+        raise HTTPException(404, detail) from None
+
+
+def sniff(head: bytes) -> str | None:
+    """The media type of a JPEG, PNG, GIF, BMP or WebP file from its first 16 bytes."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return next((media for magic, media in MAGIC if head.startswith(magic)), None)
 
 
 def refuse(entry: RunEntry, what: str) -> HTTPException:
@@ -41,8 +75,11 @@ def refuse(entry: RunEntry, what: str) -> HTTPException:
 
 def image_file(entry: RunEntry, sample_id: str) -> Path:
     """The sample's image file, resolved (symlinks too) and checked to lie in the data root."""
+    run = entry.run
     try:
-        path, root = entry.run.image_path(sample_id), entry.run.data_root
+        path, root = run.image_path(sample_id), run.data_root
+    except DamagedRunError:
+        raise
     except (SalienceError, KeyError, IndexError):
         known = entry.cached("sample_ids", lambda run: set(entry.samples()["sample_id"]))
         if sample_id in known:  # the run refused the file itself
@@ -60,10 +97,8 @@ async def thumb(entry: Entry, registry: Registry, sample_id: str, size: Size) ->
 
     def make() -> bytes:
         image_file(entry, sample_id)
-        try:
+        with unreadable("image cannot be read"):
             return render.encode(render.fit(entry.run.view_image(sample_id), size), "JPEG")
-        except (SalienceError, OSError):
-            raise HTTPException(404, "image cannot be read") from None
 
     data = await registry.images.get_or_make_async((entry.id, "thumb", sample_id, size), make)
     return Response(data, media_type="image/jpeg", headers=CACHE)
@@ -76,10 +111,8 @@ async def overlay(
     pick_method(entry, method)
 
     def make() -> bytes:
-        try:
+        with unreadable("no map for this sample and method"):
             saliency = entry.run.saliency(sample_id, method)
-        except (SalienceError, KeyError, IndexError):
-            raise HTTPException(404, "no map for this sample and method") from None
         return render.encode(render.overlay(saliency, size))
 
     data = registry.images.get_or_make((entry.id, "overlay", method, sample_id, size), make)
@@ -91,10 +124,8 @@ async def outline(entry: Entry, registry: Registry, sample_id: str, size: Size) 
     """The region mask's boundaries on the model's view, coloured as in the run's legend."""
 
     def make() -> bytes:
-        try:
+        with unreadable("no such sample in this run"):
             mask = entry.run.mask(sample_id)
-        except (SalienceError, KeyError, IndexError, OSError):
-            raise HTTPException(404, "no such sample in this run") from None
         if mask is None:
             raise HTTPException(404, "this image has no mask")
         viewed = viewed_mask(entry.run, np.asarray(mask))
@@ -140,8 +171,11 @@ def mean_map(
 
 
 @router.get("/files/{relpath:path}")
-def original(entry: Entry, relpath: str) -> FileResponse:
-    """The original image file at a path (relative to the data root) that the run recorded."""
+def original(entry: Entry, registry: Registry, relpath: str) -> Response:
+    """The original image file at a path (relative to the data root) that the run recorded,
+    served only as a picture: a JPEG, PNG, GIF, BMP or WebP file as it is, typed by its first
+    bytes (not its name); another format the library decodes (TIFF, PPM...) re-encoded as PNG;
+    anything else (HTML, SVG, text) only as a download (``attachment``), never to be shown."""
     parts = PurePosixPath(relpath).parts
     if not parts or relpath.startswith("/") or ".." in parts or "\\" in relpath or "\0" in relpath:
         raise refuse(entry, f"path {relpath!r}")
@@ -155,5 +189,27 @@ def original(entry: Entry, relpath: str) -> FileResponse:
     if sample_id is None:
         raise refuse(entry, f"path {relpath!r} that is not in the run")
     path = image_file(entry, str(sample_id))
-    media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media, headers=CACHE)
+    with unreadable("image cannot be read"), path.open("rb") as f:
+        media = sniff(f.read(16))
+    if media is not None:
+        return FileResponse(path, media_type=media, headers=CACHE)
+
+    def reencode() -> bytes:
+        try:
+            return render.encode(render.fit(load_image(path), REENCODED_SIDE))
+        except ImageTooLargeError:
+            raise
+        except SalienceError:
+            return b""  # not a picture: offered as a download below
+
+    data = registry.images.get_or_make((entry.id, "file", relpath), reencode)
+    if data:
+        return Response(data, media_type="image/png", headers=CACHE)
+    log.warning("serving %s of run %s as a download: not an image", relpath, entry.id)
+    return FileResponse(
+        path,
+        media_type="application/octet-stream",
+        filename=path.name,
+        content_disposition_type="attachment",
+        headers=CACHE,
+    )

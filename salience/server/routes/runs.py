@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends
 from salience import __version__
 from salience.server import schemas
 from salience.server.registry import RunEntry, RunRegistry, get_entry, get_registry
-from salience.server.summaries import finite, ok_rows, shortcuts, summary
+from salience.server.summaries import finite, listed, ok_rows, shortcuts, summary
 from salience.store import Run
 
 router = APIRouter(prefix="/api", tags=["runs"])
@@ -34,7 +34,7 @@ def health(registry: Registry) -> schemas.Health:
 
 @router.get("/runs", response_model=schemas.RunList)
 def list_runs(registry: Registry) -> schemas.RunList:
-    return schemas.RunList(runs=[summary(e) for e in registry.entries.values()])
+    return schemas.RunList(runs=[listed(e) for e in registry.entries.values()])
 
 
 @router.get("/runs/{run_id}", response_model=schemas.RunSummary)

@@ -12,7 +12,7 @@ export function render(main, ctx) {
   while (pageCharts.length) pageCharts.pop().destroy();
   const root = h("div", { class: "stack" });
   main.replaceChildren(root);
-  const others = app.runs.filter((r) => r.id !== run.id);
+  const others = app.runs.filter((r) => r.id !== run.id && r.status !== "damaged");
   if (!others.length) {
     root.append(h("div", { class: "panel empty" }, "Comparing needs two runs: start the explorer with both, e.g. ",
       h("span", { class: "mono" }, "salience serve runs/v1 runs/v2"), "."));

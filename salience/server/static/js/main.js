@@ -22,7 +22,8 @@ async function start() {
     main.replaceChildren(errorBox(err));
     return;
   }
-  $("run-select").replaceChildren(...app.runs.map((r) => h("option", { value: r.id }, `${r.name} · ${r.model || "model"}`)));
+  $("run-select").replaceChildren(...app.runs.map((r) => h("option", { value: r.id },
+    r.status === "damaged" ? `${r.name} · damaged` : `${r.name} · ${r.model || "model"}`)));
   $("run-select").addEventListener("change", (e) => {
     const { view } = readHash();
     go(view, { run: e.target.value });
@@ -61,7 +62,8 @@ function setOpacity(value) {
 function route() {
   const { view: rawView, params } = readHash();
   const view = VIEWS[rawView] ? rawView : "overview";
-  const run = app.byId[params.run] ? params.run : app.runs[0].id;
+  const usable = app.runs.find((r) => r.status !== "damaged") || app.runs[0];
+  const run = app.byId[params.run] ? params.run : usable.id;
   const summary = app.byId[run];
   const method = summary.methods.includes(params.method) ? params.method : summary.methods[0] || "";
   if (view !== rawView || run !== params.run || (method && method !== params.method)) {
@@ -81,6 +83,13 @@ function route() {
     a.classList.toggle("active", a.dataset.view === view);
     a.href = `#/${a.dataset.view}?run=${encodeURIComponent(run)}`;
   });
+  if (summary.status === "damaged") {  // listed with its reason; its views cannot be read
+    current = { key: null, view, handle: null };
+    document.getElementById("modal-root").replaceChildren();
+    $("main").replaceChildren(h("div", { class: "error-box", "data-testid": "damaged-run" },
+      `Run ${summary.name} cannot be shown: ${summary.problem || "damaged"}`));
+    return;
+  }
   const { sample, ...rest } = params;
   const key = view + "?" + JSON.stringify(rest);
   const ctx = { app, run: summary, params, view };

@@ -1,4 +1,7 @@
 // Small DOM, fetch, URL-state and formatting helpers shared by the views.
+// Everything from the data (class, file, metadata and run names, sample ids) reaches the page
+// as text nodes or attribute values through h(); nothing is parsed as HTML (no innerHTML), and
+// an "on..." attribute takes only a function, never a string of script.
 
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -6,9 +9,8 @@ export function h(tag, attrs = {}, ...children) {
     if (v === null || v === undefined || v === false) continue;
     if (k === "class") el.className = v;
     else if (k === "style" && typeof v === "object") Object.assign(el.style, v);
-    else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+    else if (k.startsWith("on")) { if (typeof v === "function") el.addEventListener(k.slice(2), v); }
     else if (k === "dataset") Object.assign(el.dataset, v);
-    else if (k === "html") el.innerHTML = v;
     else el.setAttribute(k, v === true ? "" : String(v));
   }
   for (const c of children.flat(Infinity)) {

@@ -1,0 +1,88 @@
+"""The explorer under uvicorn on a free loopback port, and a headless Debian Chromium page that
+records what must never happen: page errors, console errors, JavaScript dialogs (an XSS payload
+that ran) and Content-Security-Policy violations."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Each document records its CSP violations before any of its own script runs.
+WATCH_CSP = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation", (e) =>
+  window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+"""
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """``app`` under uvicorn in a thread; yields its URL."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "the explorer did not start"
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+@contextmanager
+def chromium_page() -> Iterator[Any]:
+    """A page whose ``errors`` (page and console errors) and ``dialogs`` lists fill as it runs;
+    :func:`csp_violations` reads what the current document refused."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1440, "height": 1000})
+            pg.set_default_timeout(20_000)
+            pg.errors = []
+            pg.dialogs = []
+            pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+            pg.on("console", lambda m: m.type == "error" and pg.errors.append(m.text))
+
+            def dialog(d: Any) -> None:
+                pg.dialogs.append(f"{d.type}: {d.message}")
+                d.dismiss()
+
+            pg.on("dialog", dialog)
+            pg.add_init_script(WATCH_CSP)
+            yield pg
+        finally:
+            browser.close()
+
+
+def csp_violations(pg: Any) -> list[str]:
+    return list(pg.evaluate("() => window.__csp || []"))
