@@ -224,6 +224,40 @@ def test_a_model_recorded_as_a_python_file_is_not_run(stamp_run: Run, tmp_path: 
     assert model is None and "cannot be loaded" in why
 
 
+@pytest.mark.slow
+def test_a_trained_cnn_with_a_stamp_on_every_chef_is_caught(tmp_path: Path) -> None:
+    """The issue's case: every chef carries the corner stamp, the trained CNN decides chef from
+    it (its recall is perfect), SpRAy sees one strategy, the class-wide test flags the corner
+    and filling it flips the model's chef decisions."""
+    from salience.data.demo import generate, write
+    from salience.demo.model import ProfessionNet
+    from salience.demo.pipeline import load_demo_model
+    from salience.demo.train import TrainConfig, train
+
+    size, names = 48, ("chef", "doctor", "referee", "sailor")
+    train_set = generate(900, seed=1, size=size, watermark_class="chef", watermark_rate=1.0)
+    test_set = generate(240, seed=2, size=size, watermark_class="chef", watermark_rate=1.0)
+    manifest = write(test_set, tmp_path / "data", "test", masks=False)
+    torch.manual_seed(0)
+    net = ProfessionNet()
+    train(net, train_set.images, train_set.labels, TrainConfig(epochs=4))
+    torch.save(net.state_dict(), tmp_path / "model.pt")
+    audit(load_demo_model(tmp_path / "model.pt", size, names), manifest, tmp_path / "run",
+          ["gradcam"], map_size=size)  # fmt: skip
+    run = Run.open(tmp_path / "run")
+    model, why = run_model(run)
+    assert model is not None, why
+    result = find_shortcuts(run, model=model)
+    chef = next(c for c in result["classes"] if c["class"] == "chef")
+    assert result["flagged"] == ["chef"] and chef["kind"] == "class"
+    assert not any(c["flagged"] for c in chef["clusters"])
+    y0, x0, y1, x1 = chef["box"]
+    assert y0 < 0.89 < y1 and x0 < 0.89 < x1 and y0 >= 0.5 and x0 >= 0.5  # the stamp's corner
+    done = chef["class_wide"]["intervention"]
+    assert chef["class_wide"]["confirmed"] is True
+    assert done["removed"] >= 0.8 and done["removed_control"] <= 0.2
+
+
 # -------------------------------------------------------------------- intervention pieces
 def test_the_control_box_never_overlaps_the_box() -> None:
     for box in [(26, 26, 32, 32), (12, 12, 20, 20), (0, 10, 4, 22)]:

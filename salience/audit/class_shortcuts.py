@@ -39,7 +39,7 @@ class ClassWideParams:
     """Knobs of the class-wide test; recorded in ``shortcuts.json`` under ``params``."""
 
     level: float = 0.5  # the box holds the mean map's cells at or above this share of its peak
-    max_area: float = 0.1  # "small": at most this share of the image
+    max_area: float = 0.15  # "small": at most this share of the image (CAMs blur small marks)
     min_share: float = 0.6  # share of the class's images that must peak in the box
     min_contrast: float = 3.0  # ... at least this many times the other classes' share
     min_images: int = 5

@@ -59,7 +59,7 @@ def shortcuts(
             max=1.0,
             help="Class-wide: the largest box (share of the image) that counts as one place.",
         ),
-    ] = 0.1,
+    ] = 0.15,
     min_share: Annotated[
         float,
         typer.Option(
