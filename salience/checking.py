@@ -27,7 +27,7 @@ from torch import nn
 
 from salience import metrics
 from salience.errors import SalienceError
-from salience.methods import build_method, method_info
+from salience.methods import from_spec
 from salience.methods.spec import parse_method_spec
 from salience.metrics import MetricResult
 from salience.metrics._common import resolve_classes
@@ -80,14 +80,6 @@ class MethodCheck:
     results: dict[str, MetricResult] = field(default_factory=dict)
 
 
-def _prepare(spec: str, cam_layer: str | None) -> tuple[str, dict[str, Any]]:
-    name, params = parse_method_spec(spec)
-    if cam_layer and "layer" in method_info(name).params and "layer" not in params:
-        params = {**params, "layer": cam_layer}
-    build_method(name, **params)  # unknown names and parameters fail before any work
-    return name, params
-
-
 def _sync(x: torch.Tensor) -> None:
     if x.device.type == "cuda":
         torch.cuda.synchronize(x.device)
@@ -105,9 +97,9 @@ def measure(
     progress: Progress | None = None,
 ) -> MethodCheck:
     """Run every check metric for one method spec (``name[:key=value,...]``)."""
-    name, params = _prepare(spec, cam_layer)
+    method = from_spec(spec, cam_layer)
+    name = method.name
     tick = progress or (lambda _step: None)
-    method = build_method(name, **params)
     with seeded(config.seed):  # warm-up: layer probes and chunk sizes are not the method's cost
         method.explain(model, x[:1], classes[:1])
     _sync(x)
@@ -309,7 +301,7 @@ def run_check(
     if not methods:
         raise SalienceError("give at least one method to check")
     for spec in methods:
-        _prepare(spec, cam_layer)
+        from_spec(spec, cam_layer)  # unknown names and parameters fail before any work
     x = x.detach()
     classes = resolve_classes(model, x, None, batch_size=config.batch_size)
     controls = [c for c in CONTROLS if c not in methods]

@@ -37,9 +37,8 @@ from salience.audit.summary import summarize
 from salience.data.dataset import Dataset, read_dataset
 from salience.device import resolve_device
 from salience.errors import SalienceError
-from salience.methods import Attribution, build_method, method_info
+from salience.methods import Attribution, from_spec
 from salience.methods.preflight import preflight
-from salience.methods.spec import parse_method_spec
 from salience.store.layout import (
     MANIFEST,
     PARTIAL,
@@ -98,12 +97,10 @@ def build_methods(
     """Method specs -> instances and their recorded parameters; CAMs get the model's layer."""
     methods: dict[str, Attribution] = {}
     for spec in specs:
-        name, params = parse_method_spec(spec)
-        if name in methods:
-            raise SalienceError(f"method {name} given twice; give each method once")
-        if cam_layer is not None and "layer" in method_info(name).params:
-            params.setdefault("layer", cam_layer)
-        methods[name] = build_method(name, **params)
+        method = from_spec(spec, cam_layer)
+        if method.name in methods:
+            raise SalienceError(f"method {method.name} given twice; give each method once")
+        methods[method.name] = method
     return methods, {n: m.params() for n, m in methods.items()}
 
 

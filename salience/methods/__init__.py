@@ -42,6 +42,7 @@ from salience.methods import (  # noqa: F401  (imported to register, in this ord
 # isort: on
 from salience.methods._base import Attribution, Problem, Reduce
 from salience.methods._registry import MethodInfo, get_method, list_methods, method_info
+from salience.methods.spec import parse_method_spec
 from salience.outputs import OutputSelector
 from salience.targets import TargetLike
 
@@ -51,6 +52,7 @@ __all__ = [
     "Problem",
     "build_method",
     "explain",
+    "from_spec",
     "get_method",
     "list_methods",
     "method_info",
@@ -68,6 +70,13 @@ def build_method(name: str, **params: Any) -> Attribution:
             f"{name} has no parameter {', '.join(unknown)}; accepted: {', '.join(accepted)}"
         )
     return cls(**params)
+
+
+def from_spec(spec: str, cam_layer: str | None = None) -> Attribution:
+    """The method a spec ``NAME[:key=value,...]`` names, with the model's CAM layer filled in
+    when it takes a layer and the spec gives none; unknown names and parameters raise."""
+    name, params = parse_method_spec(spec)
+    return build_method(name, **with_model_layer(name, params, cam_layer))
 
 
 def with_model_layer(name: str, params: dict[str, Any], cam_layer: str | None) -> dict[str, Any]:
