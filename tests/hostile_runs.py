@@ -78,10 +78,19 @@ def make_hostile_runs(root: Path) -> tuple[Path, Path]:
         model = Model(net, list(XSS), f"{XSS[1]}:{steps}")
         audit(model, manifest, root / name, METHODS, batch_size=8, shard_size=8, map_size=SIZE)
         runs.append(root / name)
+    grid = [[0.1 * (x + y) for x in range(4)] for y in range(4)]
+    class_wide = {
+        "flagged": True, "box": [0.1, 0.1, 0.5, 0.5], "share": 0.8, "other_share": 0.1,
+        "area": 0.16, "confirmed": True, "examples": [XSS[0], NAMES[0]], "mean_map": grid,
+        "others_map": grid, "intervention": {"images": 3, "others": 9, "removed": 0.5,
+        "removed_control": 0.1, "pasted": 0.4, "pasted_control": 0.0},
+    }  # fmt: skip
     findings = {
         "classes": [
             {"class": label, "flagged": True, "reason": XSS[(i + 1) % 4],
-             "region_share": {REGIONS["1"]: 0.6, REGIONS["2"]: 0.3}, "clusters": []}
+             "region_share": {REGIONS["1"]: 0.6, REGIONS["2"]: 0.3}, "clusters": [],
+             "kind": "class" if i % 2 else XSS[i], "box": [0.1, 0.1, 0.5, 0.5],
+             "class_wide": class_wide}
             for i, label in enumerate(XSS)
         ]
     }  # fmt: skip

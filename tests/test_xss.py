@@ -141,6 +141,7 @@ def test_the_explorer_shows_markup_as_text(
     page.goto(server + f"#/overview?run={a}")
     page.wait_for_selector("[data-testid=confusion-cell]")
     page.wait_for_selector(".shortcut")
+    page.wait_for_selector("[data-testid=shortcut-class-wide]")
     text = page.inner_text("main")
     for s in (*XSS, *REGIONS.values()):
         assert s in text, s
