@@ -103,9 +103,11 @@ def test_signed_background_is_a_light_grayscale() -> None:
 
 
 def test_map_is_resized_to_the_image_and_inputs_are_flexible() -> None:
-    coarse = torch.tensor([[[0.0, 1.0], [1.0, 0.0]]])  # [1, 2, 2] tensor, e.g. a CAM
+    coarse = torch.tensor([[[0.0, 1.0, 0.0], [1.0, 0.0, 1.0]]])  # [1, 2, 3] tensor, e.g. a CAM
     out = overlay(Image.fromarray(_photo(16, 24)), coarse)
     assert out.shape == (16, 24, 3)
+    with pytest.raises(SalienceError, match="would be stretched"):
+        overlay(Image.fromarray(_photo(16, 24)), coarse[:, :, :2])  # a square map, wide photo
     assert np.allclose(resize_map(np.full((7, 7), 0.25, np.float32), (224, 224)), 0.25)
     chw = torch.rand(3, 8, 8)
     assert np.array_equal(as_picture(chw), (chw.permute(1, 2, 0).numpy() * 255).round())

@@ -109,7 +109,8 @@ def card(run: Run, row: Any, methods: list[str], size: int) -> Card:
     out.images.append(("image", data_uri(picture)))
     for m in methods:
         try:
-            blended = overlay(picture, run.saliency(out.sample_id, m), signed=signed(m))
+            saliency = run.saliency(out.sample_id, m)  # covers the view, at the run's map size
+            blended = overlay(picture, saliency, signed=signed(m), stretch=True)
         except DamagedRunError:
             raise
         except SalienceError:

@@ -75,12 +75,16 @@ def overlay(
     percentile: float = 99.0,
     opacity: Opacity = "value",
     background: Background = "auto",
+    stretch: bool = False,
 ) -> np.ndarray:
     """``image`` with ``saliency`` blended on top, ``[H, W, 3]`` uint8.
 
-    The map is resized to the image, scaled by its ``percentile`` of |map| (see
-    :func:`salience.viz.colormaps.scale`) and coloured with a sequential (unsigned) or diverging
-    (signed) colormap. ``opacity="value"`` makes a pixel's opacity ``alpha * sqrt(|v|)``, so
+    The map is resized to the image, which must have the map's aspect ratio (the image the
+    model saw, not the uncropped photo) unless ``stretch`` says the map covers it anyway
+    (stored maps of another aspect than the model's input). It is then scaled by its
+    ``percentile`` of |map| (see :func:`salience.viz.colormaps.scale`) and coloured with a
+    sequential (unsigned) or diverging (signed) colormap. ``opacity="value"`` makes a pixel's
+    opacity ``alpha * sqrt(|v|)``, so
     where the map is near zero the photo shows through; ``"constant"`` blends with ``alpha``
     everywhere. Signed maps are usually pixel-fine speckle whose red and blue get lost on a
     colour photo, so by default (``"auto"``) they are drawn with ``alpha=0.9`` on a lightened
@@ -92,7 +96,10 @@ def overlay(
     if opacity not in ("value", "constant"):
         raise SalienceError(f"opacity must be 'value' or 'constant', got {opacity!r}")
     picture = _background(as_picture(image), background, signed)
-    values = scale(resize_map(as_map(saliency), picture.shape[:2]), signed, percentile)
+    saliency = as_map(saliency)
+    if not stretch:
+        _same_aspect(picture.shape[:2], saliency.shape)
+    values = scale(resize_map(saliency, picture.shape[:2]), signed, percentile)
     colour = colorize(values, signed, cmap).astype(np.float32)
     weight = np.full(values.shape, alpha, np.float32)
     if opacity == "value":
@@ -100,6 +107,17 @@ def overlay(
     weight = weight[..., None]
     blended = picture * (1.0 - weight) + colour * weight
     return np.clip(blended.round(), 0, 255).astype(np.uint8)
+
+
+def _same_aspect(image: tuple[int, ...], saliency: tuple[int, ...]) -> None:
+    """A map drawn over a picture of another shape would be stretched: say what to pass."""
+    ratio = (image[1] / image[0]) / (saliency[1] / saliency[0])
+    if abs(ratio - 1.0) > 0.02:
+        raise SalienceError(
+            f"the map is {saliency[1]}x{saliency[0]} but the image {image[1]}x{image[0]}: it "
+            "would be stretched; overlay it on the image the model saw, "
+            "loaded.preprocess.view(image), or use salience.show(loaded, image)"
+        )
 
 
 def _background(picture: np.ndarray, background: Background, signed: bool) -> np.ndarray:
