@@ -15,9 +15,9 @@ from synthetic_runs import blob, write_run
 from typer.testing import CliRunner
 
 from salience.audit import audit
-from salience.audit.class_shortcuts import class_box, overlap, peaks_in, spread
+from salience.audit.class_shortcuts import ClassWideParams, class_box, overlap, peaks_in, spread
 from salience.audit.intervention import _elsewhere, _fill, _paste, intervene, run_model
-from salience.audit.shortcuts import find_shortcuts
+from salience.audit.shortcuts import ShortcutParams, find_shortcuts
 from salience.cli import app
 from salience.models import load_model
 from salience.store import Run
@@ -129,6 +129,20 @@ def test_a_centred_object_class_is_not_flagged(tmp_path: Path) -> None:
     logo = next(c for c in result["classes"] if c["class"] == "logo")
     assert logo["class_wide"]["share"] > 0.9  # it does sit still ...
     assert not logo["class_wide"]["flagged"] and result["flagged"] == []  # ... but it is big
+
+
+def test_clusters_of_moving_objects_are_not_minority_shortcuts(tmp_path: Path) -> None:
+    """With many images SpRAy splits moving objects by position, and a cluster off to one side
+    looks like a watermark; other classes' objects go there as often, so none is flagged."""
+    run, _ = _maps_run(tmp_path, "none", n=240)
+    result = find_shortcuts(run)
+    clusters = [k for c in result["classes"] for k in c["clusters"]]
+    assert result["flagged"] == [], [c["reason"] for c in result["classes"]]
+    off = [k for k in clusters if k["distance"] >= 0.25 and k["share"] <= 0.5]
+    assert off and all(k["class_share"] < 3 * k["other_share"] for k in off)
+    loose = ShortcutParams(class_wide=ClassWideParams(min_contrast=0.0))
+    alone = find_shortcuts(run, params=loose)["findings"]  # what SpRAy alone would say
+    assert alone and {f["kind"] for f in alone} == {"cluster"}
 
 
 # ---------------------------------------------------------------- a model that reads a stamp

@@ -13,7 +13,7 @@ class with the others on normalised ``G x G`` maps (:func:`salience.audit.spray.
   cell), the spread of the per-image peaks and centres of mass, and the mean pairwise overlap
   of the images' hottest cells;
 - concentration: the mean map's mass in the box against the box's area;
-- distinctness: the same image share for the other classes (mean over classes) and the
+- distinctness: the same image share for the other classes (median over classes) and the
   total-variation distance between the class's mean map and the other classes' mean.
 
 A class is flagged when its box is small, most of its images peak in it and the other
@@ -125,12 +125,27 @@ def _centres(grids: np.ndarray) -> np.ndarray:
     return np.stack([y, x], axis=1)
 
 
+def hottest_cells(grids: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per class, the flat index of every map's hottest cell."""
+    return {c: g.reshape(len(g), -1).argmax(1) for c, g in grids.items() if len(g)}
+
+
+def share_in_box(
+    hottest: dict[str, np.ndarray], name: str, box: Box, shape: tuple[int, ...]
+) -> tuple[float, float | None]:
+    """The share of class ``name``'s images that peak in ``box`` (grown by a cell) and the
+    median of that share over the other classes (robust to a few that share the place)."""
+    own = float(_inside(hottest[name], shape, box).mean())
+    others = [float(_inside(f, shape, box).mean()) for c, f in hottest.items() if c != name]
+    return own, float(np.median(others)) if others else None
+
+
 def class_wide(grids: dict[str, np.ndarray], params: ClassWideParams) -> dict[str, dict[str, Any]]:
     """The class-wide statistics and map-based verdict of every class (see the module
     docstring); ``grids[name]`` holds the class's normalised maps ``[n, G, G]``."""
     names = [c for c, g in grids.items() if len(g)]
     means = {c: grids[c].mean(0, dtype=np.float64) for c in names}
-    hottest = {c: grids[c].reshape(len(grids[c]), -1).argmax(1) for c in names}
+    hottest = hottest_cells(grids)
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         g, mean = grids[name], means[name]
@@ -139,12 +154,7 @@ def class_wide(grids: dict[str, np.ndarray], params: ClassWideParams) -> dict[st
         rows, cols = _cells(box, mean.shape)
         area = (box[2] - box[0]) * (box[3] - box[1])
         shape = mean.shape
-        share = float(_inside(hottest[name], shape, box).mean())
-        other_share = (
-            float(np.mean([_inside(hottest[c], shape, box).mean() for c in others]))
-            if others
-            else None
-        )
+        share, other_share = share_in_box(hottest, name, box, shape)
         other_mean = np.mean([means[c] for c in others], axis=0) if others else None
         mass = float(mean[rows, cols].sum())
         entry: dict[str, Any] = {

@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from salience.audit.class_shortcuts import ClassWideParams, class_box, class_wide, peaks_in
+from salience.audit.class_shortcuts import (
+    ClassWideParams,
+    class_box,
+    class_wide,
+    hottest_cells,
+    peaks_in,
+    share_in_box,
+)
 from salience.audit.spray import downsample, mass_centre, peak, spray, top_mass
 from salience.errors import SalienceError
 from salience.store import Run
@@ -102,8 +109,11 @@ def find_shortcuts(
         groups[name] = grids[sel]
         classes.append(_class_report(name, df[sel], groups[name], share_cols, density_cols, params))
     wide = class_wide(groups, params.class_wide)
+    hottest = hottest_cells(groups)
     for report in classes:
         name = report["class"]
+        if not share_cols:
+            _distinct_clusters(report, hottest, (params.grid, params.grid), params)
         entry = wide[name]
         ids = df.loc[df["label"] == name, "sample_id"].astype(str).to_numpy()
         entry["examples"] = ids[peaks_in(groups[name], tuple(entry["box"]))][
@@ -318,6 +328,29 @@ def _region_verdict(
     return None, (
         f"{inside:.0%} of the saliency of correct {name} images is in {params.region!r}; {where}"
     )
+
+
+def _distinct_clusters(
+    report: dict[str, Any],
+    hottest: dict[str, np.ndarray],
+    shape: tuple[int, int],
+    params: ShortcutParams,
+) -> None:
+    """Keep a SpRAy flag only where the other classes rarely look: the class's share of images
+    peaking in the cluster's box must be ``min_contrast`` times the other classes' (median).
+    Objects that move produce clusters by position in every class; a watermark does not."""
+    dropped = 0
+    for c in report["clusters"]:
+        own, others = share_in_box(hottest, report["class"], tuple(c["box"]), shape)
+        c["class_share"] = round(own, 4)
+        c["other_share"] = None if others is None else round(others, 4)
+        if c["flagged"] and others is not None and own < params.class_wide.min_contrast * others:
+            c["flagged"], dropped = False, dropped + 1
+    if dropped:
+        kind, reason = _spray_verdict(report["class"], report["clusters"], len(report["clusters"]))
+        if kind is None:
+            reason += f" ({dropped} off to one side where other classes look as often)"
+        report["flagged"], report["kind"], report["reason"] = kind is not None, kind, reason
 
 
 def _spray_verdict(name: str, clusters: list[dict[str, Any]], k: int) -> tuple[str | None, str]:
