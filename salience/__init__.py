@@ -12,15 +12,20 @@ from salience.store import Run
 
 if TYPE_CHECKING:
     from salience.monitor import Monitor
+    from salience.notebook import show
 
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:  # salience.Monitor: imported on first use (scipy, audit)
+def __getattr__(name: str) -> Any:  # imported on first use, to keep `import salience` light
     if name == "Monitor":
         from salience.monitor import Monitor
 
         return Monitor
+    if name == "show":
+        from salience.notebook import show
+
+        return show
     raise AttributeError(f"module 'salience' has no attribute {name!r}")
 
 
@@ -35,4 +40,5 @@ __all__ = [
     "list_methods",
     "load_model",
     "metrics",
+    "show",
 ]

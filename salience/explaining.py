@@ -23,8 +23,7 @@ from PIL import Image
 
 from salience.errors import SalienceError
 from salience.images import is_image_file, load_image
-from salience.methods import build_method, get_method, with_model_layer
-from salience.methods.spec import parse_method_spec
+from salience.methods import Attribution, from_spec, get_method
 from salience.models import LoadedModel
 from salience.outputs import select_output
 from salience.store.layout import write_json
@@ -98,6 +97,64 @@ def read_images(
     return pictures, skipped
 
 
+@dataclass(frozen=True)
+class Map:
+    """One method's map of one image, as the model saw it."""
+
+    method: str
+    saliency: np.ndarray  # [H, W] float32, not normalised
+    signed: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Explained:
+    """One image explained: the model's view, its class probabilities and each method's map."""
+
+    view: Image.Image
+    probs: torch.Tensor  # [K] softmax of the logits, on the CPU
+    index: int  # the explained class
+    maps: dict[str, Map]  # by label
+
+
+def build_methods(
+    specs: Sequence[str], cam_layer: str | None
+) -> list[tuple[str, str, Attribution]]:
+    """``(label, name, method)`` per spec; labels are file-safe and unique."""
+    methods = [from_spec(spec, cam_layer) for spec in specs]  # unknown names fail first
+    labels = _labels(list(specs), [m.name for m in methods])
+    return [(label, m.name, m) for label, m in zip(labels, methods, strict=True)]
+
+
+def explain_picture(
+    loaded: LoadedModel,
+    picture: Image.Image,
+    methods: Sequence[tuple[str, str, Attribution]],
+    target: int | None = None,
+    on_step: Step | None = None,
+) -> Explained:
+    """Crop ``picture`` the way the model sees it and explain ``target`` (None: the predicted
+    class) with each method from :func:`build_methods`."""
+    view = loaded.preprocess.view(picture)
+    x = loaded.preprocess.normalize(view).unsqueeze(0).to(loaded.device)
+    probs = _probabilities(loaded.module, x)
+    index = int(probs.argmax()) if target is None else target
+    if index >= probs.numel():
+        raise SalienceError(
+            f"class index {index} is out of range; the model has {probs.numel()} outputs"
+        )
+    maps: dict[str, Map] = {}
+    for label, name, method in methods:
+        start = time.perf_counter()
+        saliency = method.explain(loaded.module, x, index)[0].float().cpu().numpy()
+        seconds = time.perf_counter() - start
+        signed = bool(get_method(name).signed or saliency.min() < 0)
+        maps[label] = Map(name, saliency, signed, seconds)
+        if on_step is not None:
+            on_step(name)
+    return Explained(view, probs, index, maps)
+
+
 def explain_images(
     loaded: LoadedModel,
     pictures: Sequence[tuple[Path, Image.Image]],
@@ -110,12 +167,7 @@ def explain_images(
 ) -> dict[str, Any]:
     """Top-5 classes and every method's map for each image (from :func:`read_images`); writes
     the files listed in the module docstring and returns the ``explain.json`` payload."""
-    parsed = [parse_method_spec(s) for s in specs]  # unknown names fail before any work
-    labels = _labels(list(specs), [name for name, _ in parsed])
-    built = [
-        (label, name, build_method(name, **with_model_layer(name, params, loaded.cam_layer)))
-        for (name, params), label in zip(parsed, labels, strict=True)
-    ]
+    built = build_methods(specs, loaded.cam_layer)
     target_index = loaded.class_index(target) if target is not None else None
 
     out = Path(out)
@@ -123,50 +175,37 @@ def explain_images(
     stems = _unique_stems([p for p, _ in pictures])
     views: list[Any] = []
     results: list[dict[str, Any]] = []
-    grid_maps: dict[str, list[tuple[np.ndarray, bool]]] = {label: [] for label in labels}
+    grid_maps: dict[str, list[tuple[np.ndarray, bool]]] = {label: [] for label, _, _ in built}
     for (path, picture), stem in zip(pictures, stems, strict=True):
-        view = loaded.preprocess.view(picture)
-        x = loaded.preprocess.normalize(view).unsqueeze(0).to(loaded.device)
-        probs = _probabilities(loaded.module, x)
-        index = int(probs.argmax()) if target_index is None else target_index
-        if index >= probs.numel():
-            raise SalienceError(
-                f"class index {index} is out of range; the model has {probs.numel()} outputs"
-            )
+        done = explain_picture(loaded, picture, built, target_index, _on(on_step, path.name))
         folder = out / stem
         folder.mkdir(parents=True, exist_ok=True)
-        save_png(folder / "input.png", view)
+        save_png(folder / "input.png", done.view)
         maps: dict[str, Any] = {}
-        for label, name, instance in built:
-            start = time.perf_counter()
-            saliency = instance.explain(loaded.module, x, index)[0].cpu().numpy()
-            seconds = time.perf_counter() - start
-            signed = bool(get_method(name).signed or saliency.min() < 0)
-            np.save(folder / f"{label}.npy", saliency)
-            save_png(folder / f"{label}.png", overlay(view, saliency, signed=signed))
+        for label, m in done.maps.items():
+            np.save(folder / f"{label}.npy", m.saliency)
+            save_png(folder / f"{label}.png", overlay(done.view, m.saliency, signed=m.signed))
             maps[label] = {
-                "method": name,
+                "method": m.method,
                 "overlay": f"{stem}/{label}.png",
                 "npy": f"{stem}/{label}.npy",
-                "signed": signed,
-                "min": float(saliency.min()),
-                "max": float(saliency.max()),
-                "seconds": round(seconds, 4),
+                "signed": m.signed,
+                "min": float(m.saliency.min()),
+                "max": float(m.saliency.max()),
+                "seconds": round(m.seconds, 4),
             }
             if len(views) < GRID_IMAGES:
-                grid_maps[label].append((saliency, signed))
-            if on_step is not None:
-                on_step(f"{name} on {path.name}")
+                grid_maps[label].append((m.saliency, m.signed))
         if len(views) < GRID_IMAGES:
-            views.append(view)
-        results.append(_image_result(path, stem, loaded, probs, index, maps))
+            views.append(done.view)
+        results.append(_image_result(path, stem, loaded, done.probs, done.index, maps))
 
     grid = _write_grid(out / "grid.png", views, grid_maps, results)
     payload = {
         "model": loaded.describe(),
         "methods": [
-            {"label": label, "name": name, "params": instance.params()}
-            for label, name, instance in built
+            {"label": label, "name": name, "params": method.params()}
+            for label, name, method in built
         ],
         "target": target,
         "out": str(out),
@@ -176,6 +215,14 @@ def explain_images(
     }
     write_json(out / "explain.json", payload)
     return payload
+
+
+def _on(on_step: Step | None, where: str) -> Step | None:
+    """``on_step`` told which image a method ran on."""
+    if on_step is None:
+        return None
+    step = on_step
+    return lambda name: step(f"{name} on {where}")
 
 
 def _labels(specs: list[str], names: list[str]) -> list[str]:
