@@ -114,22 +114,14 @@ def find_shortcuts(
         name = report["class"]
         if not share_cols:
             _distinct_clusters(report, hottest, (params.grid, params.grid), params)
-        entry = wide[name]
         ids = df.loc[df["label"] == name, "sample_id"].astype(str).to_numpy()
-        entry["examples"] = ids[peaks_in(groups[name], tuple(entry["box"]))][
+        wide[name]["examples"] = ids[peaks_in(groups[name], tuple(wide[name]["box"]))][
             : params.examples
         ].tolist()
-        inside = report["region_share"].get(params.region)
-        known = inside is not None and np.isfinite(inside)
-        if entry["flagged"] and known and inside >= params.min_inside:  # the object, sitting still
-            entry["flagged"] = False
-            entry["evidence"] += (
-                f", but {inside:.0%} of the saliency of correct {name} images is on "
-                f"{params.region!r}, the region that should decide"
-            )
-        if entry["flagged"]:
-            _confirm(run, df, name, entry, params, model, no_model)
-        _combine(report, entry)
+        _on_the_object(report, wide[name], params)
+        if wide[name]["flagged"]:
+            _confirm(run, df, name, wide[name], params, model, no_model)
+        _combine(report, wide[name])
     payload = {
         "run": str(run.path),
         "method": method,
@@ -364,6 +356,20 @@ def _spray_verdict(name: str, clusters: list[dict[str, Any]], k: int) -> tuple[s
         f"{_place(c['peak'])} (y {c['peak'][0]:.2f}, x {c['peak'][1]:.2f}), away from the rest "
         f"of the class: look for a watermark, border or tag there{more}"
     )
+
+
+def _on_the_object(report: dict[str, Any], entry: dict[str, Any], params: ShortcutParams) -> None:
+    """With masks, a fixed place on the region that should decide is the object sitting
+    still, not a shortcut: drop the class-wide flag and say why."""
+    inside = report["region_share"].get(params.region)
+    if not entry["flagged"] or inside is None or not np.isfinite(inside):
+        return
+    if inside >= params.min_inside:
+        entry["flagged"] = False
+        entry["evidence"] += (
+            f", but {inside:.0%} of the saliency of correct {report['class']} images is "
+            f"on {params.region!r}, the region that should decide"
+        )
 
 
 def _confirm(
