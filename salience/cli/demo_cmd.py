@@ -28,6 +28,14 @@ def demo(
         str, typer.Option(help="full (64 px, ~1 min per model) or small (48 px, quicker).")
     ] = "full",
     port: Annotated[int, typer.Option(help="Explorer port.")] = 8765,
+    adversarial: Annotated[
+        bool,
+        typer.Option(
+            "--adversarial",
+            help="Also train v3: v2 fine-tuned with PGD adversarial training (needs "
+            "torchattacks); report accuracy under attack and gradient maps for v1/v2/v3.",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print demo.json.")] = False,
 ) -> None:
     """Generate profession images, train v1 (biased data: the hat gives the class away) and v2
@@ -38,6 +46,14 @@ def demo(
 
     if size not in CONFIGS:
         raise SalienceError(f"unknown --size {size!r}; use one of: {', '.join(CONFIGS)}")
+    config = CONFIGS[size]
+    if adversarial:
+        from dataclasses import replace
+
+        from salience.attack import require_torchattacks
+
+        require_torchattacks()
+        config = replace(config, adversarial=True)
     with progress() as bar:
         tasks: dict[str, TaskID] = {}
 
@@ -46,7 +62,7 @@ def demo(
                 tasks[stage] = bar.add_task(stage, total=total, rate="")
             bar.update(tasks[stage], completed=done, total=total)
 
-        payload = run_demo(out, CONFIGS[size], report)
+        payload = run_demo(out, config, report)
     if json_out:
         print_json(payload)
     else:
@@ -115,9 +131,30 @@ def show(payload: dict[str, Any], out: Path) -> None:
         f"{cmp['silent_changes']} images kept their prediction while their evidence moved."
     )
     console.print("\n".join(lines), highlight=False)
+    if "robustness" in payload:
+        show_robustness(payload["robustness"])
     console.print(
         f"look at: {out / 'report-v1.html'}, {out / 'report-v2.html'}, "
         f"{out / 'compare.json'}, {out / 'runs' / 'v1' / 'shortcuts.json'}; "
         f"explore with: salience serve {out / 'runs' / 'v1'} {out / 'runs' / 'v2'}",
         highlight=False,
     )
+
+
+def show_robustness(robust: dict[str, Any]) -> None:
+    """Accuracy clean and under PGD, and where each version's plain gradient maps fall."""
+    budgets = list(next(iter(robust.values()))["attacked_accuracy"])
+    table = Table(title="robustness (L-inf PGD, pixel space) and plain gradient density")
+    for col in ("model", "clean", *(f"PGD {b}" for b in budgets), "head", "uniform"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for version, r in robust.items():
+        acc = [f"{100 * r['attacked_accuracy'][b]:.0f}%" for b in budgets]
+        d = r["gradient_density"]
+        table.add_row(
+            version,
+            f"{100 * r['clean_accuracy']:.0f}%",
+            *acc,
+            f"{d['head']:.2f}",
+            f"{d['uniform']:.2f}",
+        )
+    console.print(table)

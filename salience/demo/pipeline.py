@@ -41,6 +41,7 @@ OUTPUTS = (
     "compare.json",
     "report-v1.html",
     "report-v2.html",
+    "report-v3.html",
 )
 
 # (stage, done, total): "data", "train v1", "train v2", "audit v1", "audit v2", "analyse"
@@ -58,6 +59,7 @@ class DemoConfig:
     contrast: float = 0.2
     seed: int = 0
     methods: tuple[str, ...] = ("gradcam", "gradient")  # the first is analysed
+    adversarial: bool = False  # also v3: v2 fine-tuned with PGD adversarial training
 
 
 SIZES: dict[str, DemoConfig] = {
@@ -120,6 +122,21 @@ def train_model(
     return model
 
 
+def robust_model(
+    v2: Path, data: DemoSet, config: DemoConfig, path: Path, progress: Progress | None = None
+) -> ProfessionNet:
+    """v3: a copy of v2 fine-tuned with PGD adversarial training, saved to ``path``."""
+    from salience.demo.robust import RobustConfig, adversarial_finetune
+
+    model = ProfessionNet(len(data.class_names))
+    model.load_state_dict(torch.load(v2, weights_only=True))
+    report = None if progress is None else (lambda step, total: progress("train v3", step, total))
+    adversarial_finetune(model, data.images, data.labels, RobustConfig(seed=config.seed), report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model
+
+
 def load_demo_model(weights: Path, size: int, class_names: Sequence[str]) -> LoadedModel:
     """A trained demo model as the audit loads it (recordable spec, weights and preprocessing)."""
     return load_model(
@@ -159,10 +176,24 @@ def run_demo(
     splits = make_data(out, config, progress)
     names = splits["test"].class_names
     runs: dict[str, Path] = {}
-    for version, split in (("v1", "train"), ("v2", "train_balanced")):
+    robust: dict[str, Any] = {}
+    versions = [("v1", "train"), ("v2", "train_balanced")]
+    if config.adversarial:
+        versions.append(("v3", "train_balanced"))
+    for version, split in versions:
         weights = out / "models" / f"{version}.pt"
-        train_model(splits[split], config, weights, f"train {version}", progress)
+        if version == "v3":
+            robust_model(out / "models" / "v2.pt", splits[split], config, weights, progress)
+        else:
+            train_model(splits[split], config, weights, f"train {version}", progress)
         model = load_demo_model(weights, config.size, names)
+        if config.adversarial:
+            from salience.demo.robust import RobustConfig, robustness
+
+            test = splits["test"]
+            robust[version] = robustness(
+                model.module, test.images, test.labels, RobustConfig(seed=config.seed)
+            )
         runs[version] = out / "runs" / version
         total = len(splits["test"])
 
@@ -180,11 +211,12 @@ def run_demo(
         )
     method = config.methods[0]
     payload: dict[str, Any] = {"config": asdict(config), "method": method}
-    steps = iter(range(1, 6))
+    n_steps = 2 * len(runs) + 1
+    steps = iter(range(1, n_steps + 1))
 
     def step() -> None:
         if progress is not None:
-            progress("analyse", next(steps), 5)
+            progress("analyse", next(steps), n_steps)
 
     for version, path in runs.items():
         run = Run.open(path)
@@ -210,5 +242,10 @@ def run_demo(
         write_report(path, out / f"report-{version}.html")
         payload[f"report_{version}"] = str(out / f"report-{version}.html")
         step()
+    if robust:
+        for version, path in runs.items():
+            gradient = region_summary(Run.open(path), "gradient")["region_density"]
+            robust[version]["gradient_density"] = gradient
+        payload["robustness"] = robust
     write_json(out / "demo.json", payload)
     return payload
