@@ -54,6 +54,7 @@ from salience.cli import (  # noqa: E402,F401
     compare_cmd,
     demo_cmd,
     explain_cmd,
+    export_cmd,
     methods_cmd,
     monitor_cmd,
     report_cmd,
