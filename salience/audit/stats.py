@@ -25,7 +25,7 @@ use the positive part ``p = max(s, 0)``, the evidence *for* the explained class.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -33,6 +33,51 @@ BASE_COLUMNS = ("entropy", "gini", "peak_y", "peak_x", "com_y", "com_x", "spread
 SI_COLUMNS = ("si_iou", "si_saliency_coverage", "si_ground_truth_coverage")
 BORDER = 0.1
 HIGH = 0.5  # a coverage at or above this counts as "high" in si_pattern
+
+# What each statistic means, one sentence each: the explorer's tooltips and legends read it.
+STAT_DESCRIPTIONS: dict[str, str] = {
+    "entropy": "How evenly the map's absolute saliency is spread: 0 = all on one pixel, "
+    "1 = uniform over the image.",
+    "gini": "How concentrated the map's absolute saliency is (Gini index): 0 = uniform, "
+    "near 1 = a few pixels hold nearly all of it.",
+    "peak_y": "Height of the map's largest value, as a fraction of the image height "
+    "(0 = top, 1 = bottom).",
+    "peak_x": "Position of the map's largest value across the image, as a fraction of the "
+    "width (0 = left, 1 = right).",
+    "com_y": "Height of the centre of mass of the positive saliency, as a fraction of the "
+    "image height (0 = top, 1 = bottom).",
+    "com_x": "Horizontal centre of mass of the positive saliency, as a fraction of the "
+    "width (0 = left, 1 = right).",
+    "spread": "Root mean squared distance of the positive saliency from its centre of mass, "
+    "in fractions of the image side: small = one compact spot.",
+    "border_share": f"Share of the positive saliency in the outer {BORDER:.0%} band along "
+    "each edge; high values often mean the model reads the frame or background.",
+    "si_iou": "Shared Interest IoU: overlap of the salient pixels (mean + 1 std) with the "
+    "annotated regions, as intersection over union.",
+    "si_saliency_coverage": "Shared Interest saliency coverage: share of the absolute "
+    "saliency that falls inside the annotated regions.",
+    "si_ground_truth_coverage": "Shared Interest ground-truth coverage: share of the "
+    "annotated regions' pixels that are salient (mean + 1 std).",
+}
+_REGION_DESCRIPTIONS = {
+    "share": "Share of the positive saliency that falls in the {region} region.",
+    "density": "The {region} region's share of the positive saliency divided by its share "
+    "of the image area: 1 = as much as its size predicts, above 1 = the model looks there more.",
+}
+
+
+def describe_stat(name: str, regions: Mapping[str, str] | None = None) -> str | None:
+    """One sentence on what the statistic column ``name`` means (None for an unknown one);
+    ``share_<id>`` and ``density_<id>`` name their region, found in ``regions`` (region name
+    -> column id, as :func:`region_columns` makes them) when given."""
+    if name in STAT_DESCRIPTIONS:
+        return STAT_DESCRIPTIONS[name]
+    kind, sep, ident = name.partition("_")
+    if not (sep and ident and kind in _REGION_DESCRIPTIONS):
+        return None
+    names = {v: k for k, v in (regions or {}).items()}
+    return _REGION_DESCRIPTIONS[kind].format(region=names.get(ident, ident.replace("_", " ")))
+
 
 Columns = dict[str, np.ndarray | list[str | None]]
 

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 from fastapi import Depends, HTTPException, Request
@@ -23,6 +23,9 @@ from starlette.concurrency import run_in_threadpool
 
 from salience.errors import DamagedRunError, SalienceError
 from salience.store import Run
+
+if TYPE_CHECKING:
+    from salience.server.live import LiveModel
 
 T = TypeVar("T")
 log = logging.getLogger("salience.server")
@@ -165,6 +168,7 @@ class RunRegistry:
                 self._add(RunEntry("", run, run.path))
         self.images = ByteCache(cache_bytes)
         self.preloaded = False
+        self.live: LiveModel | None = None  # the model of `salience serve --model`
 
     def _add(self, entry: RunEntry) -> None:
         base = entry.path.name or "run"

@@ -46,12 +46,27 @@ def _rgba(saliency: np.ndarray, transparent: bool) -> Image.Image:
     return Image.fromarray(np.ascontiguousarray(rgba), "RGBA")
 
 
-def overlay(saliency: np.ndarray, max_side: int) -> Image.Image:
-    """A transparent overlay of one map, downscaled so its longer side is at most ``max_side``."""
+def overlay(saliency: np.ndarray, max_side: int, smooth: bool = False) -> Image.Image:
+    """A transparent overlay of one map, downscaled so its longer side is at most ``max_side``;
+    with ``smooth``, a smaller map is first upsampled to ``max_side`` by bilinear interpolation
+    of its values (a coarse map then reads as a smooth field, not as blocks)."""
+    if smooth:
+        saliency = upsample(saliency, max_side)
     img = _rgba(saliency, transparent=True)
     if max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     return img
+
+
+def upsample(saliency: np.ndarray, max_side: int) -> np.ndarray:
+    """``saliency`` resized bilinearly so its longer side is ``max_side`` (never smaller)."""
+    m = np.nan_to_num(np.asarray(saliency, dtype=np.float32))
+    h, w = m.shape[:2]
+    if max(h, w) >= max_side:
+        return m
+    scale = max_side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(m, "F").resize(size, Image.Resampling.BILINEAR))
 
 
 def heatmap(saliency: np.ndarray, max_side: int) -> Image.Image:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from salience.audit.stats import describe_stat
 from salience.errors import DamagedRunError, SalienceError
 from salience.methods import method_info
 from salience.server import schemas
@@ -136,6 +137,9 @@ def summary(entry: RunEntry) -> schemas.RunSummary:
             signed=[name for name in run.methods if _signed(name)],
             regions=list(run.regions),
             stats=stat_names(entry),
+            stat_descriptions={
+                name: describe_stat(name, run.region_columns) or name for name in stat_names(entry)
+            },
             meta=meta,
             splits=splits,
             map_size=[int(v) for v in m.get("map_size") or []],

@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import FileResponse, Response
 from PIL import Image
 
@@ -106,16 +106,24 @@ async def thumb(entry: Entry, registry: Registry, sample_id: str, size: Size) ->
 
 @router.get("/overlay/{method}/{sample_id:path}")
 async def overlay(
-    entry: Entry, registry: Registry, method: str, sample_id: str, size: Size
+    entry: Entry,
+    registry: Registry,
+    method: str,
+    sample_id: str,
+    size: Size,
+    smooth: Annotated[bool, Query(description="upsample a smaller map bilinearly")] = False,
 ) -> Response:
+    """The stored map as a transparent overlay at its own resolution (the browser stretches
+    it), or with ``smooth`` upsampled to ``size`` by bilinear interpolation of its values."""
     pick_method(entry, method)
 
     def make() -> bytes:
         with unreadable("no map for this sample and method"):
             saliency = entry.run.saliency(sample_id, method)
-        return render.encode(render.overlay(saliency, size))
+        return render.encode(render.overlay(saliency, size, smooth=smooth))
 
-    data = registry.images.get_or_make((entry.id, "overlay", method, sample_id, size), make)
+    key = (entry.id, "overlay", method, sample_id, size, smooth)
+    data = registry.images.get_or_make(key, make)
     return Response(data, media_type="image/png", headers=CACHE)
 
 

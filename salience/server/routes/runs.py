@@ -77,9 +77,12 @@ def overview(entry: Entry, top: int = 20) -> schemas.Overview:
             for i, j in (np.unravel_index(k, off.shape) for k in order)
             if off[i, j] > 0
         ]
-        ok = ok_rows(entry.samples())
+        samples = entry.samples()
+        ok = ok_rows(samples)
         return schemas.Overview(
             run=summary(entry),
+            classes_seen=int(samples["label"].dropna().nunique()) if "label" in samples else 0,
+            model_classes=len(run.class_names),
             accuracy=finite(ok["correct"].astype(float).mean()) if len(ok) else None,
             balanced_accuracy=finite(np.mean([c.recall for c in with_support]))
             if with_support

@@ -1,0 +1,125 @@
+"""Live maps: a model loaded once by ``salience serve --model`` computes any class's map with
+any registered method, one computation at a time.
+
+:func:`attach` checks the model against every run the server shows (:func:`salience.live.
+mismatch`) and hangs a :class:`LiveModel` on the registry. The routes in
+:mod:`salience.server.routes.live` run each computation through :meth:`LiveModel.run`: at most
+``queue`` requests hold a place (the rest are refused at once with 503), one computes at a time
+(a lock), and a request that waits or computes longer than ``time_limit_s`` is answered 503
+while the work goes on and lands in the image cache for the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
+
+from fastapi import HTTPException
+
+from salience.errors import SalienceError
+from salience.live import for_run, mismatch
+from salience.models import LoadedModel
+
+if TYPE_CHECKING:
+    from salience.server.registry import RunEntry, RunRegistry
+
+T = TypeVar("T")
+
+NO_MODEL = (
+    "no model is loaded: start salience serve with --model SPEC (and --weights FILE) to "
+    "compute maps for other classes and methods"
+)
+
+
+class LiveModel:
+    """The server's one loaded model, its per-run views (the run's preprocessing) and the
+    bounded queue in front of it."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        time_limit_s: float = 60.0,
+        queue: int = 4,
+    ) -> None:
+        self.loaded = loaded
+        self.time_limit_s = time_limit_s
+        self.lock = threading.Lock()  # held while a map is computed
+        self._slots = threading.BoundedSemaphore(queue)
+        self._pool = ThreadPoolExecutor(max_workers=queue, thread_name_prefix="salience-live")
+        self._views: dict[str, LoadedModel] = {}
+
+    @property
+    def classes(self) -> int | None:
+        """The model's number of outputs, when a forward pass told."""
+        return self.loaded.num_classes
+
+    def model_for(self, entry: RunEntry) -> LoadedModel:
+        """The model with ``entry``'s recorded preprocessing."""
+        view = self._views.get(entry.id)
+        if view is None:
+            view = self._views[entry.id] = for_run(self.loaded, entry.run)
+        return view
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """``work()`` in a worker thread under the lock; 503 with a one-line reason when the
+        queue is full or the time limit passes (the work then finishes in the background)."""
+        if not self._slots.acquire(blocking=False):
+            raise HTTPException(
+                503, "the server is busy computing other maps; try again in a moment"
+            )
+        try:
+            future: Future[T] = self._pool.submit(self._locked, work)
+        except BaseException:
+            self._slots.release()
+            raise
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # never unretrieved
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self.time_limit_s)
+        except TimeoutError:
+            raise HTTPException(
+                503,
+                f"this map is taking longer than {self.time_limit_s:g} s; it will be ready "
+                "in the cache when it is done, try again later",
+            ) from None
+
+    def _locked(self, work: Callable[[], T]) -> T:
+        try:
+            if not self.lock.acquire(timeout=self.time_limit_s):
+                raise HTTPException(
+                    503, "another map is still being computed; try again in a moment"
+                )
+            try:
+                return work()
+            finally:
+                self.lock.release()
+        finally:
+            self._slots.release()
+
+
+def attach(
+    registry: RunRegistry,
+    loaded: LoadedModel,
+    *,
+    force: bool = False,
+    time_limit_s: float = 60.0,
+    queue: int = 4,
+) -> list[str]:
+    """Serve live maps of ``registry``'s runs with ``loaded``. A model that is not the one a
+    run was audited with is refused in one line (:class:`SalienceError`) unless ``force``;
+    returns the mismatches that ``force`` let through."""
+    problems: dict[str, str] = {}
+    for rid, entry in registry.entries.items():
+        if entry.damage is None and entry.opened is not None:
+            reason = mismatch(entry.opened, loaded)
+            if reason:
+                problems[rid] = reason
+    if problems and not force:
+        raise SalienceError(
+            f"{next(iter(problems.values()))}; pass --force to compute live maps with it anyway"
+        )
+    registry.live = LiveModel(loaded, time_limit_s=time_limit_s, queue=queue)
+    return list(problems.values())
