@@ -13,6 +13,7 @@ from salience.store import Run
 if TYPE_CHECKING:
     from salience.monitor import Monitor
     from salience.notebook import show
+    from salience.server.notebook import open_explorer
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,10 @@ def __getattr__(name: str) -> Any:  # imported on first use, to keep `import sal
         from salience.notebook import show
 
         return show
+    if name == "open_explorer":  # the one door from the library's namespace to the server
+        from salience.server.notebook import open_explorer
+
+        return open_explorer
     raise AttributeError(f"module 'salience' has no attribute {name!r}")
 
 
@@ -40,5 +45,6 @@ __all__ = [
     "list_methods",
     "load_model",
     "metrics",
+    "open_explorer",
     "show",
 ]

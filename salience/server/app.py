@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from salience import __version__
 from salience.errors import DamagedRunError, ImageTooLargeError, SalienceError
+from salience.server.monitors import MonitorRegistry
 from salience.server.registry import RunRegistry, one_line
 from salience.server.routes import ROUTERS
 from salience.server.security import Guard
@@ -30,13 +31,16 @@ def create_app(
     token: str | None = None,
     cache_mb: int = 256,
     hosts: Iterable[str] = (),
+    monitors: Sequence[str | Path] = (),
+    frame_ancestors: Sequence[str] = (),
 ) -> FastAPI:
     """A FastAPI app serving ``runs`` read-only; with ``token``, every request must carry it.
 
     Without a token, only requests whose ``Host`` names 127.0.0.1, localhost, ::1 or one of
     ``hosts`` (the names the server is bound to) are answered: a page on another name that
     resolves to this machine (DNS rebinding) gets 400. A damaged run (a truncated or corrupt
-    file) is listed with its reason, and the other runs are served as usual."""
+    file) is listed with its reason, and the other runs are served as usual.
+    ``frame_ancestors`` lists the origins that may show the page in a frame (a notebook)."""
     if isinstance(runs, RunRegistry):
         registry = runs
     else:
@@ -49,6 +53,7 @@ def create_app(
         openapi_url="/api/openapi.json",
     )
     app.state.registry = registry
+    app.state.monitors = MonitorRegistry(monitors)  # monitor folders (salience monitor)
     for router in ROUTERS:
         app.include_router(router)
     app.add_exception_handler(SalienceError, _user_error)
@@ -61,7 +66,9 @@ def create_app(
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
-    app.add_middleware(Guard, token=token, hosts=hosts)  # also answers uncaught errors (500)
+    app.add_middleware(
+        Guard, token=token, hosts=hosts, frame_ancestors=frame_ancestors
+    )  # also answers uncaught errors (500)
     return app
 
 

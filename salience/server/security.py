@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, unquote
 
@@ -86,20 +87,38 @@ def host_name(value: str) -> str:
     return v.rstrip(".")
 
 
-def security_headers(path: str) -> list[tuple[bytes, bytes]]:
-    """The headers every response to ``path`` carries."""
-    csp = PAGE_CSP if path in PAGES else STRICT_CSP
-    return [(b"content-security-policy", csp.encode()), *_COMMON]
+def security_headers(path: str, frame_ancestors: Sequence[str] = ()) -> list[tuple[bytes, bytes]]:
+    """The headers every response to ``path`` carries. ``frame_ancestors`` (origins such as
+    ``http://localhost:8888``) may embed the page in a frame, as a notebook does; nothing
+    else may, and no other response can be framed."""
+    if path not in PAGES:
+        return [(b"content-security-policy", STRICT_CSP.encode()), *_COMMON]
+    if not frame_ancestors:
+        return [(b"content-security-policy", PAGE_CSP.encode()), *_COMMON]
+    allowed = " ".join(["'self'", *frame_ancestors])
+    csp = PAGE_CSP.replace("frame-ancestors 'none'", f"frame-ancestors {allowed}")
+    others = [h for h in _COMMON if h[0] not in (b"x-frame-options", b"cross-origin-opener-policy")]
+    return [(b"content-security-policy", csp.encode()), *others]
 
 
 class Guard:
     """ASGI middleware enforcing bounded, read-only requests to the bound hosts, the optional
     token, and the security headers (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, token: str | None = None, hosts: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None = None,
+        hosts: Iterable[str] = (),
+        frame_ancestors: Sequence[str] = (),
+    ) -> None:
         self.app = app
         self.token = token
         self.hosts = LOOPBACK | {host_name(h) for h in hosts}
+        for origin in frame_ancestors:
+            if not re.fullmatch(r"https?://[\w.\[\]:-]+(:(\d+|\*))?", origin):
+                raise ValueError(f"not an origin: {origin!r}")
+        self.frame_ancestors = tuple(frame_ancestors)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -133,7 +152,7 @@ class Guard:
             log.warning("refused path %r from %s", raw.decode("latin-1"), _client(scope))
             await _reply(send, 404, "not found", headers)
             return
-        extra = security_headers(path)
+        extra = security_headers(path, self.frame_ancestors)
         if self.token is not None:
             supplied, from_query = self._supplied(scope)
             if supplied is None or not secrets.compare_digest(

@@ -4,8 +4,10 @@ import { api, errorBox, go, h, readHash } from "./util.js";
 import * as overview from "./overview.js";
 import * as samples from "./samples.js";
 import * as compare from "./compare.js";
+import * as monitor from "./monitor.js";
+import * as slices from "./slices.js";
 
-const VIEWS = { overview, samples, compare };
+const VIEWS = { overview, samples, compare, monitor, slices };
 export const app = { runs: [], byId: {}, colormaps: {} };
 
 const $ = (id) => document.getElementById(id);
@@ -32,12 +34,12 @@ async function start() {
     const { view, params } = readHash();
     go(view, { ...params, method: e.target.value });
   });
-  const saved = Number(localStorage.getItem("salience.opacity") ?? 60);
+  const saved = Number(stored("salience.opacity") ?? 60);
   $("opacity").value = String(saved);
   setOpacity(saved);
   $("opacity").addEventListener("input", (e) => {
     setOpacity(Number(e.target.value));
-    localStorage.setItem("salience.opacity", e.target.value);
+    store("salience.opacity", e.target.value);
   });
   document.addEventListener("keydown", (e) => {
     const dialog = document.querySelector("[data-testid=sample-detail]");
@@ -104,3 +106,21 @@ function route() {
 }
 
 start();
+
+// Storage is unavailable in some frames (a notebook on another origin) and private windows:
+// the explorer then simply forgets the setting.
+function stored(key) {
+  try {
+    return window.localStorage.getItem(key);
+  } catch {
+    return null;
+  }
+}
+
+function store(key, value) {
+  try {
+    window.localStorage.setItem(key, value);
+  } catch {
+    /* not kept */
+  }
+}
