@@ -17,6 +17,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, ParamSpec, TextIO, TypeVar
@@ -70,6 +71,21 @@ DataRoot = Annotated[
     typer.Option(
         help="Data root of a manifest; no path may leave it (default: the common parent of "
         "the manifest's folder and its absolute paths).",
+        show_default=False,
+    ),
+]
+
+
+class LogTarget(str, Enum):
+    mlflow = "mlflow"
+
+
+LogTo = Annotated[
+    LogTarget | None,
+    typer.Option(
+        "--log-to",
+        help="Also log the summary to MLflow (server from MLFLOW_TRACKING_URI); needs "
+        "pip install 'salience[mlflow]'.",
         show_default=False,
     ),
 ]

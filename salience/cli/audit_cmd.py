@@ -18,6 +18,7 @@ from salience.cli._common import (
     ChannelsLast,
     DataRoot,
     Device,
+    LogTo,
     ModelSpec,
     PreprocessSpec,
     Weights,
@@ -115,12 +116,17 @@ def audit(
         ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    log_to: LogTo = None,
 ) -> None:
     """Run a model over labelled images: predictions, saliency maps and their statistics."""
     from salience.audit import Progress
     from salience.audit import audit as run_audit
     from salience.data.manifest import read_class_names
+    from salience.export.mlflow import log_audit, require_mlflow
     from salience.models import load_model
+
+    if log_to:
+        require_mlflow()  # before the work, not after it
 
     names = read_class_names(classes) if classes is not None else None
     loaded = load_model(model, weights, device, preprocess=preprocess, channels_last=channels_last)
@@ -156,6 +162,8 @@ def audit(
             executor=executor.value,
             ray_address=ray_address,
         )
+    if log_to:
+        err_console.print(f"logged to MLflow run {log_audit(out)}")
     if json_out:
         print_json(summary)
     else:

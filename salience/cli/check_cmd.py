@@ -16,10 +16,12 @@ from salience.cli._common import (
     ChannelsLast,
     DataRoot,
     Device,
+    LogTo,
     ModelSpec,
     PreprocessSpec,
     Weights,
     console,
+    err_console,
     print_json,
     styled,
     task,
@@ -67,12 +69,17 @@ def check(
         int | None, typer.Option(help="Rows per forward pass (default: automatic).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print report.json to stdout.")] = False,
+    log_to: LogTo = None,
 ) -> None:
     """Check which saliency methods can be trusted for a model: randomization, faithfulness
     (deletion/insertion, ROAD), robustness, complexity and cost, against random and constant
     controls."""
     from salience.checking import DEFAULT_METHODS, CheckConfig, load_batch, run_check, units
+    from salience.export.mlflow import log_check, require_mlflow
     from salience.models import load_model
+
+    if log_to:
+        require_mlflow()  # before the work, not after it
     from salience.report.check_html import write_check_html
 
     specs = list(method or DEFAULT_METHODS)
@@ -93,6 +100,8 @@ def check(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "report.json", report)
     write_check_html(report, out / "report.html")
+    if log_to:
+        err_console.print(f"logged to MLflow run {log_check(report, out)}")
     if json_out:
         print_json(report)
         return

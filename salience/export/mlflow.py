@@ -2,7 +2,8 @@
 
 MLflow reads the tracking server from ``MLFLOW_TRACKING_URI`` and the experiment from
 ``MLFLOW_EXPERIMENT_NAME`` itself. Metric names are ``<method>/<metric>`` (check) and
-``<metric>`` or ``skipped/<reason>`` (audit), reduced to characters MLflow accepts.
+``<metric>``, ``skipped_<reason>`` and ``map_errors/<method>`` (audit), reduced to characters
+MLflow accepts.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def audit_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     skipped = summary.get("skipped") or {}
     out["skipped"] = float(skipped.get("total", 0))
     for reason, n in (skipped.get("reasons") or {}).items():
-        out[metric_key("skipped", reason)] = float(n)
+        out[metric_key(f"skipped_{reason}")] = float(n)  # not skipped/..: "skipped" is a file
     for method, errors in (summary.get("map_errors") or {}).items():
         out[metric_key("map_errors", method)] = float(sum(errors.values()))
     return out
