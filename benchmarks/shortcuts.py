@@ -100,18 +100,18 @@ def main() -> None:
         run = Run.open(path)
         params = ShortcutParams()
         ids = run.samples(["sample_id"])["sample_id"].tolist()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         grids = load_grids(run, ids, "gradcam", params.grid)
-        t_load = time.perf_counter() - t0
+        t_load, c_load = time.perf_counter() - t0, time.process_time() - c0
         labels = run.samples(["label"])["label"].to_numpy()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         class_wide({c: grids[labels == c] for c in run.class_names}, params.class_wide)
-        t_wide = time.perf_counter() - t0
+        t_wide, c_wide = time.perf_counter() - t0, time.process_time() - c0
         t0, c0 = time.perf_counter(), time.process_time()
         result = find_shortcuts(Run.open(path))
         t_all, c_all = time.perf_counter() - t0, time.process_time() - c0
-        print(f"read and downsample all maps: {t_load:.2f} s")
-        print(f"class-wide statistics:       {t_wide:.2f} s")
+        print(f"read and downsample all maps: {t_load:.2f} s, CPU {c_load:.2f} s")
+        print(f"class-wide statistics:        {t_wide:.2f} s, CPU {c_wide:.2f} s")
         print(f"find_shortcuts (SpRAy included, fresh Run): {t_all:.2f} s, CPU {c_all:.2f} s")
         kinds = [(f["class"], f["kind"]) for f in result["findings"]]
         print(f"findings: {kinds}")
