@@ -19,7 +19,14 @@ from salience.errors import SalienceError
 @app.command()
 @user_errors
 def serve(
-    runs: Annotated[list[Path], typer.Argument(help="Run folders written by `salience audit`.")],
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run folders written by `salience audit`, and monitor folders written by "
+            "`salience monitor` (Monitor tab, Prometheus metrics at /metrics).",
+            show_default=False,
+        ),
+    ],
     host: Annotated[
         str,
         typer.Option(
@@ -37,7 +44,8 @@ def serve(
     ] = False,
     cache_mb: Annotated[int, typer.Option(help="Memory for rendered images, in MiB.")] = 256,
 ) -> None:
-    """Explore runs: confusion matrix -> images -> saliency maps, and two runs side by side."""
+    """Explore runs: confusion matrix -> images -> saliency maps, and two runs side by side;
+    monitor folders: the drift timeline and each window's images and maps."""
     import uvicorn
 
     from salience.server import create_app
@@ -47,10 +55,14 @@ def serve(
     if host not in LOOPBACK and not token:
         token = new_token()
     _check_port(host, port)
-    explorer = create_app(runs, token=token, cache_mb=cache_mb, hosts=[host])
+    runs, monitors = split_folders(runs)
+    explorer = create_app(runs, token=token, cache_mb=cache_mb, hosts=[host], monitors=monitors)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
-    console.print(styled("salience explorer", "bold"), f"serving {len(runs)} run(s) at {url}")
+    served = f"{len(runs)} run(s)" + (f" and {len(monitors)} monitor(s)" if monitors else "")
+    console.print(styled("salience explorer", "bold"), f"serving {served} at {url}")
+    if monitors:
+        console.print(f"Prometheus metrics at {url.split('?')[0]}metrics")
     if token:
         console.print("access token:", styled(token, "bold"), "(send it as ?token= once, or as "
                       "header X-Salience-Token)")  # fmt: skip
@@ -72,3 +84,31 @@ def _check_port(host: str, port: int) -> None:
             raise SalienceError(
                 f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port"
             ) from None
+
+
+def split_folders(paths: list[Path]) -> tuple[list[Path], list[Path]]:
+    """Run folders and monitor folders, told apart by their layout; without a run, the
+    monitors' baseline runs are served. Anything else is one clear line."""
+    from salience.monitor import MonitorFolder, is_monitor
+    from salience.store.layout import MANIFEST
+
+    runs: list[Path] = []
+    monitors: list[Path] = []
+    for path in paths:
+        if is_monitor(path):
+            monitors.append(path)
+        elif (path / MANIFEST).is_file():
+            runs.append(path)
+        else:
+            raise SalienceError(
+                f"{path} is neither a run folder (no {MANIFEST}, from `salience audit`) nor a "
+                "monitor folder (no config.json and monitor.json, from `salience monitor`)"
+            )
+    if not runs:
+        for path in monitors:
+            baseline = Path(MonitorFolder.open(path).config()["baseline"])
+            if (baseline / MANIFEST).is_file() and baseline not in runs:
+                runs.append(baseline)
+        if not runs:
+            raise SalienceError("no run to serve: pass the monitor's baseline run folder too")
+    return runs, monitors

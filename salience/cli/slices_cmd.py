@@ -47,9 +47,10 @@ def slices(
     group differs beyond chance. Biased data shows here before it shows in a headline metric.
     """
     from salience.monitor import slices as compute
+    from salience.monitor import slices_file
 
     result = compute(run, by, method, alpha=alpha, min_size=min_size)
-    path = out or Path(run) / f"slices-{by}.json"
+    path = out or slices_file(run, by)
     write_json(path, result)
     if json_out:
         print_json(result)

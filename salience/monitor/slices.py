@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,19 @@ def _column(run: Run, by: str) -> str:
             return name
     meta = [c for c in cols if c.startswith("meta_")] + ["label", "pred", "split"]
     raise SalienceError(f"the run has no column {by!r}; slice by one of: {', '.join(meta)}")
+
+
+def slice_columns(run: Run) -> list[str]:
+    """What ``by`` can name in this run: its metadata columns (manifest names), then label,
+    pred and split where the run has them."""
+    cols = run.sample_columns()
+    meta = [c[len("meta_") :] for c in cols if c.startswith("meta_")]
+    return meta + [c for c in ("label", "pred", "split") if c in cols]
+
+
+def slices_file(run: str | os.PathLike[str], by: str) -> Path:
+    """Where ``salience slices RUN --by BY`` writes its result by default."""
+    return Path(run) / f"slices-{by}.json"
 
 
 def slices(

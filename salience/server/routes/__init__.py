@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from salience.server.routes import colormaps, compare, confusion, images, runs, samples
+from salience.server.routes import (
+    colormaps,
+    compare,
+    confusion,
+    images,
+    monitor,
+    runs,
+    samples,
+    slices,
+)
 
 ROUTERS: list[APIRouter] = [
     runs.router,
@@ -13,4 +22,7 @@ ROUTERS: list[APIRouter] = [
     images.router,
     compare.router,
     colormaps.router,
+    monitor.router,
+    monitor.metrics_router,
+    slices.router,
 ]
