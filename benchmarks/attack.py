@@ -65,6 +65,11 @@ def cost(pm: PixelModel, pixels: torch.Tensor, steps: int, repeat: int) -> dict[
     }
 
 
+def save(path: Path | None, result: dict[str, Any]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=16)
@@ -73,6 +78,7 @@ def main() -> None:
     ap.add_argument("--acceptance", action="store_true")
     ap.add_argument("--fragility-steps", type=int, default=10)
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--bisection", type=int, default=4)
     ap.add_argument("--no-cost", action="store_true", help="skip the cost measurement")
     ap.add_argument(
         "--methods",
@@ -98,10 +104,10 @@ def main() -> None:
         if args.acceptance:
             config = AttackConfig(
                 attacks=("pgd",),
-                bisection=4,
+                bisection=args.bisection,
                 fragility=FragilityConfig(steps=args.fragility_steps),
                 manipulate=False,
-                batch=4,
+                batch=args.images,
             )
             methods = [m for m in args.methods.split(",") if m]
             stage = {"t": time.perf_counter()}
@@ -111,13 +117,16 @@ def main() -> None:
                 print(f"{name} +{n} ({now - stage['t']:.0f} s)", flush=True)
 
             run = AttackRun(pm, batch, methods, config, cam_layer=loaded.cam_layer, progress=tick)
-            report = run.run("efficientnet_lite0")
-            report["images"] = paths
-            result["acceptance"] = report
-    text = json.dumps(result, indent=2, default=str)
-    if args.json:
-        args.json.write_text(text + "\n")
-    print(text)
+            run.report.update({"model": "efficientnet_lite0", "images": paths})
+            result["acceptance"] = run.report
+            with model_guard(pm.model):  # stage by stage, saving after each (long on a CPU)
+                run.predictions()
+                save(args.json, result)
+                for method in run.specs:
+                    run.fragility(method)
+                    save(args.json, result)
+    save(args.json, result)
+    print(json.dumps(result, indent=2, default=str))
 
 
 if __name__ == "__main__":
