@@ -99,14 +99,20 @@ def explain(
     """Saliency maps ``[N, H, W]`` (``[N, C, H, W]`` with ``reduce="none"``) for batch ``x``.
 
     ``model`` is an ``nn.Module`` or the :class:`~salience.LoadedModel` from ``load_model``
-    (then targets may be class names and CAMs use its layer). ``target``: None (predicted
+    (then targets may be class names, CAMs use its layer, and ``x`` is moved to its device
+    for the computation; the maps come back on ``x``'s device). ``target``: None (predicted
     class), an int or class name, one per image, or a callable on the logits that returns
     one score per row (or one class index per row). ``params`` are the method's keyword
     parameters (see ``salience methods``).
     """
     module, target, cam_layer = _unwrap(model, target)
     params = with_model_layer(method, params, cam_layer)
-    return build_method(method, **params).explain(module, x, target, reduce=reduce, output=output)
+    device = getattr(model, "device", None) if module is not model else None
+    runs_on = x if device is None else x.to(device)  # a LoadedModel runs where it was loaded
+    maps = build_method(method, **params).explain(
+        module, runs_on, target, reduce=reduce, output=output
+    )
+    return maps.to(x.device)
 
 
 def _unwrap(model: Any, target: Any) -> tuple[nn.Module, TargetLike, str | None]:

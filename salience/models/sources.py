@@ -173,13 +173,14 @@ class LoadedModel:
 def load_model(
     spec: str,
     weights: str | Path | None = None,
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = "auto",
     *,
     preprocess: str | Preprocess | None = None,
     class_names: Sequence[str] | None = None,
     channels_last: bool = False,
 ) -> LoadedModel:
-    """Load ``spec`` (see the module docstring) in eval mode on ``device`` (None: CPU).
+    """Load ``spec`` (see the module docstring) in eval mode on ``device`` (``"auto"``, as on
+    the command line: CUDA, then MPS, then the CPU).
 
     ``preprocess`` overrides the source's preprocessing (a :class:`Preprocess` or a preset
     spec such as ``"imagenet:size=160"``); ``class_names`` overrides its class names.
@@ -189,7 +190,7 @@ def load_model(
     source = find_source(spec)
     weights_path = _existing(weights, "weights file") if weights is not None else None
     built = source.build(spec, weights_path)
-    target = torch.device("cpu") if device is None else resolve_device(device)
+    target = resolve_device(device)
     module = built.module.to(target).eval()
     if channels_last:
         module = module.to(memory_format=torch.channels_last)
