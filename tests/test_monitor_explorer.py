@@ -228,3 +228,31 @@ def test_monitor_and_slices_tabs_in_chromium(folders: dict[str, Path], out_dir: 
         page.screenshot(path=str(out_dir / "3-slices.png"), full_page=True)
         assert not page.errors, page.errors
         assert not page.dialogs and not csp_violations(page)
+
+
+def test_gate_chooses_which_alerts_exit_3(folders: dict[str, Path]) -> None:
+    from salience.cli.monitor_cmd import gate_fired
+
+    def summary(*detectors: str) -> dict[str, Any]:
+        alerts = [{"window": 1, "detector": d} for d in detectors]
+        return {"data_windows": [0, 1], "alerts": [*alerts, {"window": 7, "detector": "bbsd"}]}
+
+    assert gate_fired(summary("bbsd"), "bbsd") and not gate_fired(summary("bbsd"), "saliency")
+    assert gate_fired(summary("saliency", "class"), "saliency")
+    assert not gate_fired(summary("saliency"), "bbsd") and gate_fired(summary("saliency"), "any")
+    assert gate_fired(summary("candidate"), "bbsd") and gate_fired(summary("candidate"), "saliency")
+    assert not gate_fired(summary(), "any")  # window 7 is not this invocation's
+    args = [
+        "monitor",
+        str(folders["ref"]),
+        "--data",
+        str(folders["tmp"] / "in" / "stream.csv"),
+        "--out",
+        str(folders["mon"]),
+        "--workers",
+        "0",
+    ]
+    res = CliRunner().invoke(cli, [*args, "--gate", "saliency"])
+    assert res.exit_code == 3, res.output  # the planted shift, already recorded, still gates
+    res = CliRunner().invoke(cli, [*args, "--gate", "sometimes"])
+    assert res.exit_code == 2

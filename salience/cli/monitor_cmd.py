@@ -4,6 +4,7 @@ reference run; exit code 3 when an alert fired (a CI or cron gate)."""
 from __future__ import annotations
 
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +25,20 @@ from salience.cli._common import (
 )
 
 GATE = 3
+
+
+class Gate(str, Enum):
+    saliency = "saliency"
+    bbsd = "bbsd"
+    any = "any"
+
+
+# Which alerts make exit code 3; a held candidate (--candidate) fires with every choice.
+GATES = {
+    "saliency": {"saliency", "class", "candidate"},
+    "bbsd": {"bbsd", "candidate"},
+    "any": {"saliency", "class", "bbsd", "candidate"},
+}
 
 
 def _wait() -> None:
@@ -112,6 +127,14 @@ def monitor(
             show_default=False,
         ),
     ] = None,
+    gate: Annotated[
+        Gate,
+        typer.Option(
+            help="Which alerts make exit code 3: the saliency test, BBSD on the softmax "
+            "outputs, or any of them. Each fires at about the false-alarm rate (--alpha) on "
+            "unshifted windows, so `any` can fire at up to about twice that rate.",
+        ),
+    ] = Gate.any,
     json_out: Annotated[bool, typer.Option("--json", help="Print monitor.json to stdout.")] = False,
 ) -> None:
     """Compare each window of incoming images with the baseline run.
@@ -176,9 +199,16 @@ def monitor(
             pass
         finally:
             server[0].shutdown()
-    mine = set(summary.get("data_windows", []))
-    if any(a["window"] in mine for a in summary["alerts"]):
+    if gate_fired(summary, gate.value):
         raise typer.Exit(GATE)
+
+
+def gate_fired(summary: dict[str, Any], gate: str = "any") -> bool:
+    """Whether an alert of the ``gate``'s detectors fired on a window of this invocation's
+    data (``data_windows``)."""
+    mine = set(summary.get("data_windows", []))
+    detectors = GATES[gate]
+    return any(a["window"] in mine and a["detector"] in detectors for a in summary["alerts"])
 
 
 def _candidate(run: Any, candidate: str, device: str) -> Any:

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from fastapi import HTTPException, Request
 
@@ -34,7 +35,7 @@ class MonitorEntry:
     audits: dict[tuple[int, Path], RunEntry] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def window(self, index: int) -> dict[str, object]:
+    def window(self, index: int) -> dict[str, Any]:
         try:
             return self.folder.window(index)
         except KeyError:
