@@ -24,6 +24,9 @@ def other():
     with torch.no_grad():
         net.fc.bias += 1.0
     return net
+
+def figures():
+    return TinyNet(classes=4)
 """
 PREPROCESS = "half:size=16,resize=16"
 METHODS = ["gradcam", "gradient"]
@@ -46,4 +49,22 @@ def live_run(tmp: Path) -> Path:
     data = make_folder(tmp / "data", per_class=4, masks=True)
     out = tmp / "runs" / "live"
     audit(tiny(tmp), data, out, METHODS, map_size=MAP_SIZE, workers=0, batch_size=16)
+    return out
+
+
+def figure_run(tmp: Path) -> Path:
+    """The demo's figures (32 px, head and uniform masks) audited by the tiny model with
+    gradcam, gradient and integrated gradients, maps stored at 8x8: a run that looks like one."""
+    from explorer_runs import make_data
+
+    from salience.data.demo import DEFAULT_CLASSES
+
+    data = make_data(tmp / "figures", n=24)
+    spec = f"{model_file(tmp)}:figures"
+    loaded = load_model(
+        spec, preprocess="half:size=32,resize=32", class_names=list(DEFAULT_CLASSES)
+    )
+    out = tmp / "runs" / "figures"
+    methods = ["gradcam", "gradient", "integrated_gradients"]
+    audit(loaded, data, out, methods, map_size=MAP_SIZE, workers=0, batch_size=16)
     return out

@@ -7,12 +7,12 @@ import socket
 import threading
 import webbrowser
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from salience.cli import app
-from salience.cli._common import console, styled, user_errors
+from salience.cli._common import MODEL_HELP, Device, Weights, console, styled, user_errors
 from salience.errors import SalienceError
 
 
@@ -43,6 +43,21 @@ def serve(
         bool, typer.Option("--open", help="Open the explorer in a web browser.")
     ] = False,
     cache_mb: Annotated[int, typer.Option(help="Memory for rendered images, in MiB.")] = 256,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Keep this model loaded and compute maps live (any class, any method, full "
+            "resolution); it must be the audited one. " + MODEL_HELP,
+            show_default=False,
+        ),
+    ] = None,
+    weights: Weights = None,
+    device: Device = "auto",
+    force: Annotated[
+        bool, typer.Option("--force", help="Use --model even where it is not the audited one.")
+    ] = False,
 ) -> None:
     """Explore runs: confusion matrix -> images -> saliency maps, and two runs side by side;
     monitor folders: the drift timeline and each window's images and maps."""
@@ -57,6 +72,8 @@ def serve(
     _check_port(host, port)
     runs, monitors = split_folders(runs)
     explorer = create_app(runs, token=token, cache_mb=cache_mb, hosts=[host], monitors=monitors)
+    if model:
+        _live(explorer.state.registry, model, weights, device, force)
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     served = f"{len(runs)} run(s)" + (f" and {len(monitors)} monitor(s)" if monitors else "")
@@ -72,6 +89,18 @@ def serve(
     if open_browser:
         threading.Timer(1.0, webbrowser.open, [url]).start()
     uvicorn.run(explorer, host=host, port=port, log_level="warning")
+
+
+def _live(registry: Any, spec: str, weights: Path | None, device: str, force: bool) -> None:
+    """Load the model once and check it against every run (one line and exit 2 on a mismatch,
+    unless ``force``)."""
+    from salience.models import load_model
+    from salience.server.live import attach
+
+    loaded = load_model(spec, weights, device)
+    for reason in attach(registry, loaded, force=force):
+        console.print(styled("warning:", "yellow"), reason, "(used anyway: --force)")
+    console.print("live maps with", repr(loaded))
 
 
 def _check_port(host: str, port: int) -> None:

@@ -43,7 +43,7 @@ class LiveModel:
         loaded: LoadedModel,
         *,
         time_limit_s: float = 60.0,
-        queue: int = 4,
+        queue: int = 8,
     ) -> None:
         self.loaded = loaded
         self.time_limit_s = time_limit_s
@@ -106,7 +106,7 @@ def attach(
     *,
     force: bool = False,
     time_limit_s: float = 60.0,
-    queue: int = 4,
+    queue: int = 8,
 ) -> list[str]:
     """Serve live maps of ``registry``'s runs with ``loaded``. A model that is not the one a
     run was audited with is refused in one line (:class:`SalienceError`) unless ``force``;

@@ -34,6 +34,9 @@ class RunSummary(_Model):
     signed: list[str] = Field(description="methods whose maps are signed (registry)")
     regions: list[str]
     stats: list[str] = Field(description="saliency statistics available for sorting and colouring")
+    stat_descriptions: dict[str, str] = Field(
+        default_factory=dict, description="what each statistic means, one sentence each"
+    )
     meta: list[str] = Field(description="user metadata columns (without the meta_ prefix)")
     splits: list[str]
     map_size: list[int]
@@ -69,9 +72,6 @@ class ShortcutCluster(_Model):
     share: float
     flagged: bool
     centroid: list[float]
-
-
-class ShortcutClass(_Model):
     box: list[float] = Field(default_factory=list, description="[y0, x0, y1, x1] fractions")
 
 
@@ -99,18 +99,23 @@ class ShortcutClassWide(_Model):
     mean_map: list[list[float]] | None = Field(default=None, description="only when flagged")
     others_map: list[list[float]] | None = None
     intervention: ShortcutIntervention | None = None
+
+
+class ShortcutClass(_Model):
     class_name: str = Field(alias="class")
     flagged: bool
     reason: str
     region_share: dict[str, float]
     clusters: list[ShortcutCluster]
-
-
-class Overview(_Model):
     kind: str | None = Field(default=None, description="class, cluster or region when flagged")
     box: list[float] | None = None
     class_wide: ShortcutClassWide | None = None
+
+
+class Overview(_Model):
     run: RunSummary
+    classes_seen: int = Field(default=0, description="classes present in the data (labels seen)")
+    model_classes: int = Field(default=0, description="classes the model can predict")
     accuracy: float | None
     balanced_accuracy: float | None
     macro_f1: float | None
@@ -274,3 +279,32 @@ class MapComparison(_Model):
     noise_floor: NoiseFloor
     silent_changes: Listed
     per_class: list[ClassMapChange]
+
+
+class LiveStatus(_Model):
+    """Whether this server computes maps live for a run (``salience serve --model``)."""
+
+    available: bool
+    reason: str | None = Field(default=None, description="why not, one line")
+    model: str | None = None
+    methods: list[str] = Field(description="methods a live map can use (the registry)")
+    pixel_methods: list[str] = Field(description="gradient-family methods (full-resolution maps)")
+    signed: list[str] = Field(description="methods whose maps are signed (registry)")
+    classes: int = Field(description="class indices a live map accepts: 0 .. classes - 1")
+    map_size: list[int] = Field(description="the stored maps' [height, width]")
+    input_size: int | None = Field(description="the model's input side (the view the maps lie on)")
+
+
+class LiveMap(_Model):
+    """One live map's numbers: the explained class and its probability, and the prediction."""
+
+    method: str
+    sample_id: str
+    target: int
+    class_name: str = Field(alias="class")
+    prob: float
+    pred: int
+    pred_class: str
+    pred_prob: float
+    map_size: list[int]
+    seconds: float

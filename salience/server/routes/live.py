@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import Response
 
 from salience.live import explain_sample
-from salience.methods import list_methods
+from salience.methods import list_methods, method_info
 from salience.server import render, schemas
 from salience.server.live import NO_MODEL, LiveModel
 from salience.server.params import image_size
@@ -51,6 +51,7 @@ def live_status(entry: Entry, registry: Registry) -> schemas.LiveStatus:
         model=live.loaded.spec if live is not None else None,
         methods=list_methods() if live is not None else [],
         pixel_methods=pixel_methods(),
+        signed=[name for name in list_methods() if method_info(name).signed],
         classes=_classes(live, entry) if live is not None else len(run.class_names),
         map_size=[int(v) for v in run.map_size],
         input_size=int(size) if isinstance(size, int) else None,

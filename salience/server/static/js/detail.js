@@ -1,6 +1,6 @@
 // Image detail (modal): the image with the chosen overlay and mask outlines, every method side
 // by side, top-k probabilities, region masses per method and the per-image statistics.
-import { api, enc, errorBox, fix, go, h, legend, pct, shot } from "./util.js";
+import { api, enc, encPath, errorBox, fix, go, h, legend, pct, shot, statInfo, statTitle } from "./util.js";
 
 const charts = [];
 const PALETTE = ["#2458d6", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#7a8699", "#f0e442"];
@@ -50,10 +50,13 @@ export function barOptions({ horizontal = false, max = null, percent = false } =
 export function openDetail(ctx, sampleId, nav) {
   const { run, params, app } = ctx;
   const content = modal(sampleId, nav, h("div", { class: "loading" }, "Loading image…"));
-  api(`api/runs/${enc(run.id)}/samples/${sampleId.split("/").map(enc).join("/")}`)
-    .then((d) => {
+  Promise.all([
+    api(`api/runs/${enc(run.id)}/samples/${sampleId.split("/").map(enc).join("/")}`),
+    api(`api/runs/${enc(run.id)}/live`).catch(() => null),
+  ])
+    .then(([d, live]) => {
       if (!content.isConnected) return;
-      content.replaceChildren(...body(run, params, app, d));
+      content.replaceChildren(...body(run, params, app, d, live));
       const title = content.parentElement.querySelector("header .title");
       title.textContent = d.path;
       title.title = `${d.path} (sample ${d.sample_id})`;
@@ -62,11 +65,129 @@ export function openDetail(ctx, sampleId, nav) {
     .catch((err) => content.isConnected && content.replaceChildren(errorBox(err)));
 }
 
-function body(run, params, app, d) {
+// Live maps are computed one at a time by the server: ask for their numbers one after the
+// other (each computes the map), then show the PNG, which the server then has in its cache.
+let liveChain = Promise.resolve();
+function liveInfo(run, method, sampleId, target) {
+  const path = `api/runs/${enc(run.id)}/live-info/${enc(method)}/${encPath(sampleId)}`;
+  const next = liveChain.then(() => api(path, target === null ? {} : { target }));
+  liveChain = next.catch(() => null);
+  return next;
+}
+const liveSrc = (run, method, sampleId, target, size) =>
+  `api/runs/${enc(run.id)}/live/${enc(method)}/${encPath(sampleId)}?size=${size}` + (target === null ? "" : `&target=${target}`);
+
+// The big image's overlay: a full-resolution live map for pixel methods when a model is loaded,
+// else the stored map smoothed (bilinear) up to the display size; and a note on its resolution.
+function bigShot(run, d, method, live, showOutline) {
+  const predIndex = d.topk.length ? d.topk[0].index : null;
+  const pixel = live && live.pixel_methods.includes(method);
+  const isLive = Boolean(live && live.available && pixel && !d.error);
+  const base = `api/runs/${enc(run.id)}`;
+  const smooth = `${base}/overlay/${enc(method)}/${encPath(d.sample_id)}?size=512&smooth=true`;
+  const big = shot(run.id, d.sample_id, d.error ? null : method, { size: 512, outline: showOutline, lazy: false,
+    signed: run.signed.includes(method), ovSrc: isLive ? "" : smooth });
+  big.classList.add("big");
+  let note = null;
+  const [mh, mw] = live ? live.map_size : run.map_size;
+  const input = live ? live.input_size : null;
+  if (isLive) {
+    note = h("p", { class: "res-note", "data-testid": "resolution-note" }, `${method}: computing the full-resolution map (${input || "input"} px)…`);
+    const ov = big.querySelector("img.ov");
+    liveInfo(run, method, d.sample_id, predIndex)
+      .then((info) => {
+        ov.src = liveSrc(run, method, d.sample_id, predIndex, 512);
+        note.textContent = `${method}: full resolution, ${info.map_size.join("×")} computed live (stored at ${mh}×${mw})`;
+      })
+      .catch((err) => {
+        ov.src = smooth;
+        note.textContent = `stored map at ${mh}×${mw}, smoothed: ${err.message}`;
+      });
+  } else if (input && mh && Math.max(mh, mw) < input && !d.error) {
+    note = h("p", { class: "res-note", "data-testid": "resolution-note" },
+      `Stored at ${mh}×${mw}, shown smoothed; run the audit with --map-size ${input} for full resolution` +
+      (pixel ? ", or serve with --model to compute it live." : "."));
+  }
+  return [big, note];
+}
+
+// A map tile for one class: the live map (numbers from /live-info), or the stored map.
+function classTile(run, d, { method, target, title, testid, live, stored = false }) {
+  const caption = h("span", {}, stored ? "stored map" : "computing…");
+  const usable = stored ? run.methods.includes(method) : live && live.available;
+  const tile = h("div", { class: "method-tile class-tile", "data-testid": testid, "data-target": target ?? "" },
+    usable
+      ? shot(run.id, d.sample_id, method, { size: 256, lazy: false, signed: (live ? live.signed : run.signed).includes(method), ovSrc: stored ? null : "" })
+      : h("div", { class: "shot needs-model" }, h("p", {}, "start ", h("code", {}, "salience serve --model"), " to compute maps for other classes")),
+    h("div", { class: "name" }, title, usable ? caption : h("span", {}, "no model loaded")));
+  if (usable && !stored) {
+    const ov = tile.querySelector("img.ov");
+    ov.dataset.method = method;
+    liveInfo(run, method, d.sample_id, target)
+      .then((info) => {
+        ov.src = liveSrc(run, method, d.sample_id, target, 256);
+        caption.textContent = `${method} · p = ${pct(info.prob)}`;
+      })
+      .catch((err) => { caption.textContent = err.message; ov.style.display = "none"; });
+  }
+  return tile;
+}
+
+// Maps for the predicted class, the true class (when they differ) and any class the user picks,
+// with any method: computed live by a loaded model, else a note on what that would need.
+function classMaps(run, d, method, live) {
+  const names = run.class_names;
+  const predIndex = d.topk.length ? d.topk[0].index : names.indexOf(d.pred);
+  const trueIndex = d.label === null ? -1 : names.indexOf(d.label);
+  const available = Boolean(live && live.available);
+  const methods = available ? live.methods : run.methods;
+  let current = methods.includes(method) ? method : methods[0];
+  let picked = null;
+  const tiles = h("div", { class: "class-maps" });
+  const draw = () => {
+    const stored = !available;
+    tiles.replaceChildren(...[
+      classTile(run, d, { method: current, target: predIndex, title: `Predicted: ${d.pred ?? "–"}`, testid: "pred-class-map", live, stored }),
+      !d.correct && trueIndex >= 0 ? classTile(run, d, { method: current, target: trueIndex, title: `True class: ${d.label}`, testid: "true-class-map", live }) : null,
+      picked !== null ? classTile(run, d, { method: current, target: picked, title: `Picked: ${names[picked] ?? "class " + picked}`, testid: "picked-class-map", live }) : null].filter(Boolean));
+  };
+  const methodSelect = h("select", { "data-testid": "live-method-select", "aria-label": "Method for these maps", disabled: !available,
+    onchange: (e) => { current = e.target.value; draw(); } }, methods.map((m) => h("option", { value: m, selected: m === current }, m)));
+  const results = h("div", { class: "class-options", role: "listbox", "aria-label": "Classes" });
+  const choose = (i) => { picked = i; draw(); };
+  const option = (i, extra) => h("button", { type: "button", class: "class-option", role: "option", "data-testid": "class-option", "data-index": i,
+    onclick: () => choose(i) }, names[i] ?? `class ${i}`, extra ? h("span", { class: "muted" }, extra) : null);
+  const list = (q) => {
+    const query = q.trim().toLowerCase();
+    const shown = query
+      ? names.map((n, i) => [n, i]).filter(([n]) => n.toLowerCase().includes(query)).slice(0, 12).map(([, i]) => option(i))
+      : d.topk.slice(0, 5).map((t) => option(t.index, pct(t.prob)));
+    if (!available) return;
+    results.replaceChildren(...(shown.length ? shown : [h("span", { class: "muted" }, "no class matches")]));
+  };
+  const search = h("input", { type: "search", "data-testid": "class-picker", disabled: !available, "aria-label": "Search classes",
+    placeholder: available ? `Search ${names.length} classes…` : "needs a loaded model",
+    oninput: (e) => list(e.target.value),
+    onkeydown: (e) => { if (e.key === "Enter") { const first = results.querySelector("button"); if (first) first.click(); } } });
+  list("");
+  draw();
+  return h("section", { class: "panel", "data-testid": "class-maps" },
+    h("header", {}, h("h2", {}, "Maps for other classes"),
+      h("span", { class: "muted", title: available ? live.model : null }, available ? `computed live by ${live.model.split("/").pop()}` : "stored maps only: no model loaded"),
+      h("div", { class: "spacer" }),
+      h("label", { class: "field compact" }, h("span", {}, "Method"), methodSelect)),
+    h("div", { class: "body class-body" },
+      tiles,
+      h("div", { class: "picker" }, h("h3", {}, "Map for any class"), search,
+        h("div", { class: "muted small" }, available ? "top-5 predictions first; type to search"
+          : ["Any class and any method, computed live, once the explorer runs with the audited model: ",
+            h("code", {}, "salience serve RUN --model SPEC [--weights FILE]")]), results)));
+}
+
+function body(run, params, app, d, live) {
   const method = params.method;
   const showOutline = d.has_mask;
-  const big = shot(run.id, d.sample_id, d.error ? null : method, { size: 512, outline: showOutline, lazy: false, signed: run.signed.includes(method) });
-  big.classList.add("big");
+  const [big, resNote] = bigShot(run, d, method, live, showOutline);
   const outcome = d.error ? h("span", { class: "flag" }, "failed: " + d.error)
     : h("span", { class: "flag" + (d.correct ? " ok" : "") }, d.correct ? "correct" : "wrong");
   const facts = h("dl", { class: "facts" },
@@ -86,7 +207,7 @@ function body(run, params, app, d) {
     legend("Saliency", app.colormaps.inferno.stops, "low", "high", { small: true }),
     legend("Signed maps", app.colormaps.RdBu_r.stops, "against", "for", { small: true }));
   const top = h("div", { class: "detail-top" },
-    h("div", {}, big, regionKeys, legends),
+    h("div", {}, big, resNote, regionKeys, legends),
     h("div", { class: "stack" },
       h("section", { class: "panel" }, h("div", { class: "body" }, facts)),
       d.topk.length ? h("section", { class: "panel" }, h("header", {}, h("h2", {}, `Top-${d.topk.length} probabilities`)),
@@ -103,12 +224,15 @@ function body(run, params, app, d) {
   const rows = [...d.regions.map((r) => [`share in ${r}`, (m) => pct(m.region_share[r])]), ...statNames.map((s) => [s, (m) => fix(m.stats[s])])];
   const table = h("table", { class: "data" },
     h("thead", {}, h("tr", {}, h("th", {}, "Statistic"), d.methods.map((m) => h("th", {}, m.method)))),
-    h("tbody", {}, rows.map(([name, get]) => h("tr", {}, h("td", {}, name), d.methods.map((m) => h("td", { class: "num" }, m.error ? "–" : get(m)))))));
+    h("tbody", {}, rows.map(([name, get]) => h("tr", {},
+      h("td", { class: statTitle(run, name) ? "stat-name" : "", title: statTitle(run, name), "data-testid": "stat-name" }, name),
+      d.methods.map((m) => h("td", { class: "num" }, m.error ? "–" : get(m)))))));
   const bottom = h("div", { class: "grid-2", style: { gridTemplateColumns: d.regions.length ? "minmax(0,1fr) minmax(0,1fr)" : "1fr" } },
     d.regions.length ? h("section", { class: "panel" }, h("header", {}, h("h2", {}, "Share of positive saliency per region")),
       h("div", { class: "body" }, h("div", { class: "chart-box tall" }, h("canvas", { id: "region-chart", "aria-label": "region masses" })))) : null,
-    h("section", { class: "panel" }, h("header", {}, h("h2", {}, "Per-image statistics")), h("div", { class: "body", style: { overflowX: "auto" } }, table)));
-  return [top, tiles, bottom];
+    h("section", { class: "panel" }, h("header", {}, h("h2", {}, "Per-image statistics"), h("div", { class: "spacer" }), statInfo(run, rows.map(([n]) => n))),
+      h("div", { class: "body", style: { overflowX: "auto" } }, table)));
+  return [top, d.error ? null : classMaps(run, d, method, live), tiles, bottom].filter(Boolean);
 }
 
 function drawCharts(content, d) {

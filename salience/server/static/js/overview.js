@@ -1,6 +1,6 @@
 // Run overview: headline numbers, the confusion matrix heatmap, top confusions, per-class table
 // and the shortcut findings.
-import { api, colorAt, enc, errorBox, fix, go, h, inkFor, int, legend, pct, sortableTable } from "./util.js";
+import { api, colorAt, enc, errorBox, fix, go, h, inkFor, int, legend, pct, sortableTable, statInfo, statTitle } from "./util.js";
 
 const MANY = 30; // above this many classes the matrix starts from the most confused ones
 
@@ -35,7 +35,7 @@ function kpis(ov) {
     { class: "kpis" },
     kpi("Accuracy", pct(ov.accuracy), `${int(r.count - r.errors)} images predicted`),
     kpi("Balanced accuracy", pct(ov.balanced_accuracy), "mean recall over classes"),
-    kpi("Macro F1", fix(ov.macro_f1, 3), `${r.class_names.length} classes`),
+    kpi("Macro F1", fix(ov.macro_f1, 3), classCount(ov)),
     kpi("Images", int(r.count), r.errors ? `${int(r.errors)} failed to load` : "none failed"),
     kpi("Methods", String(r.methods.length), r.methods.join(", ") || "no saliency maps"),
     h("div", { class: "panel kpi" },
@@ -43,6 +43,13 @@ function kpis(ov) {
       h("div", { class: "value", style: { fontSize: "15px", marginTop: "6px" } }, h("span", { class: "status " + r.status }, r.status)),
       h("div", { class: "sub", title: `${r.model} on ${r.dataset}` }, `${r.model} · ${r.dataset}`)),
   );
+}
+
+// The classes in the data, and the model's when they differ ("60 of the model's 1000 classes").
+function classCount(ov) {
+  const seen = ov.classes_seen || ov.model_classes;
+  if (!ov.model_classes || seen === ov.model_classes) return `${int(seen)} classes`;
+  return `${int(seen)} of the model's ${int(ov.model_classes)} classes`;
 }
 
 function matrixPanel(ctx, ov, cm, mode, stat) {
@@ -107,7 +114,7 @@ function matrixPanel(ctx, ov, cm, mode, stat) {
       })))));
 
   const statOptions = [h("option", { value: "" }, mode === "share" ? "Row share" : "Image count"),
-    ...run.stats.map((s) => h("option", { value: s, selected: s === stat }, `Mean ${s} (${params.method})`))];
+    ...run.stats.map((s) => h("option", { value: s, selected: s === stat, title: statTitle(run, s) }, `Mean ${s} (${params.method})`))];
   const setParam = (k, v) => go("overview", { ...params, [k]: v || undefined });
   const header = h("header", {},
     h("h2", {}, "Confusion matrix"),
@@ -115,7 +122,9 @@ function matrixPanel(ctx, ov, cm, mode, stat) {
       h("button", { class: mode === "count" ? "on" : "", onclick: () => setParam("cm", "") }, "Counts"),
       h("button", { class: mode === "share" ? "on" : "", onclick: () => setParam("cm", "share") }, "Row %")),
     h("label", { class: "field compact" }, h("span", {}, "Colour by"),
-      h("select", { "aria-label": "Colour cells by", onchange: (e) => setParam("color", e.target.value) }, statOptions)),
+      h("select", { "aria-label": "Colour cells by", title: stat ? statTitle(run, stat) : "Colour the cells by image count or by a statistic's mean",
+        onchange: (e) => setParam("color", e.target.value) }, statOptions)),
+    statInfo(run),
     n > 12 ? h("input", { type: "search", placeholder: `Search ${n} classes…`, value: params.q || "", "aria-label": "Search classes",
       onchange: (e) => setParam("q", e.target.value.trim()) }) : null);
   const key = stat && cm.stat_range

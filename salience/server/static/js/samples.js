@@ -1,6 +1,6 @@
 // The image grid: filters (all in the URL), server-side sorting and paging, cards with the
 // chosen method's overlay, the selection's mean saliency map, and the image detail on click.
-import { api, enc, errorBox, fix, go, h, int, legend, query, shot } from "./util.js";
+import { api, enc, errorBox, fix, go, h, int, legend, query, shot, statInfo, statTitle } from "./util.js";
 import { openDetail } from "./detail.js";
 
 export const PAGE = 60;
@@ -116,8 +116,9 @@ function toolbar(ctx, res, page, sort, desc) {
     h("div", { class: "chips" }, chips),
     h("div", { class: "spacer" }),
     h("label", { class: "field compact" }, h("span", {}, "Sort by"),
-      h("select", { "data-testid": "sort-select", onchange: (e) => go("samples", { ...params, sort: e.target.value, page: undefined }) },
-        sorts.map(([v, t]) => h("option", { value: v, selected: v === sort }, t)))),
+      h("select", { "data-testid": "sort-select", title: statTitle(run, sort), onchange: (e) => go("samples", { ...params, sort: e.target.value, page: undefined }) },
+        sorts.map(([v, t]) => h("option", { value: v, selected: v === sort, title: statTitle(run, v) }, t)))),
+    statInfo(run),
     h("button", { title: "Reverse the order", onclick: () => go("samples", { ...params, desc: desc ? "0" : "1", page: undefined }) }, desc ? "↓ high first" : "↑ low first"),
     h("div", { class: "pager" },
       h("button", { disabled: page <= 1, onclick: () => to(page - 1), "aria-label": "Previous page" }, "‹"),
@@ -144,7 +145,7 @@ function cards(ctx, res) {
       h("div", { class: "line1" }, mark, h("span", { class: "names" }, s.error ? "failed" : s.correct ? s.label : `${s.label} → ${s.pred}`)),
       h("div", { class: "line2" },
         h("span", {}, s.confidence === null ? "" : `p ${fix(s.confidence, 2)}`),
-        h("span", {}, statSort && s.value !== null ? `${res.sort} ${fix(s.value, 2)}` : s.loss === null ? "" : `loss ${fix(s.loss, 2)}`))));
+        h("span", { title: statSort ? statTitle(run, res.sort) : null }, statSort && s.value !== null ? `${res.sort} ${fix(s.value, 2)}` : s.loss === null ? "" : `loss ${fix(s.loss, 2)}`))));
   }));
 }
 

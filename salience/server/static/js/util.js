@@ -149,14 +149,35 @@ export function sortableTable(columns, rows, { sortKey, desc = true, onRow, rowA
 
 // An image with its saliency overlay (and optionally mask outlines) stacked on top.
 // Signed maps go on a light grey copy of the image (as in salience.viz), so red and blue read.
-export function shot(runId, sampleId, method, { size = 192, tag = null, outline = false, lazy = true, signed = false } = {}) {
+// ``ovSrc`` replaces the stored overlay's address (a live or smoothed map); "" leaves it unset.
+export function shot(runId, sampleId, method, { size = 192, tag = null, outline = false, lazy = true, signed = false, ovSrc = null } = {}) {
   const base = `api/runs/${enc(runId)}`;
+  const src = ovSrc ?? `${base}/overlay/${enc(method)}/${encPath(sampleId)}?size=${size}`;
   return h("div", { class: "shot" + (method && signed ? " signed" : "") },
     h("img", { class: "base", src: `${base}/thumb/${encPath(sampleId)}?size=${size}`, alt: sampleId, loading: lazy ? "lazy" : "eager",
       onerror: (e) => e.target.parentElement.classList.add("missing") }),
-    method ? h("img", { class: "ov", src: `${base}/overlay/${enc(method)}/${encPath(sampleId)}?size=${size}`, alt: `${method} saliency`,
+    method ? h("img", { class: "ov", src: src || null, alt: `${method} saliency`,
       loading: lazy ? "lazy" : "eager", "data-testid": "saliency-overlay", "data-method": method,
       onerror: (e) => { e.target.style.display = "none"; } }) : null,
     outline ? h("img", { class: "outline", src: `${base}/outline/${encPath(sampleId)}?size=${size}`, alt: "region outlines" }) : null,
     tag ? h("span", { class: "tag" }, tag) : null);
+}
+
+// --- statistics: what each one means (the run summary's stat_descriptions, from the library) ---
+const slug = (name) => name.toLowerCase().replace(/[^0-9a-z_]+/g, "_").replace(/^_+|_+$/g, "") || "region";
+
+// One sentence on a statistic column, or on "share in <region>" rows; null when unknown.
+export function statTitle(run, name) {
+  const d = run.stat_descriptions || {};
+  return d[name] || (name.startsWith("share in ") ? d["share_" + slug(name.slice(9))] : null) || null;
+}
+
+// An "(i)" disclosure listing what the statistics mean, for menus and tables that name them.
+export function statInfo(run, names = run.stats, { label = "What the statistics mean" } = {}) {
+  const known = names.filter((n) => statTitle(run, n));
+  if (!known.length) return null;
+  return h("details", { class: "stat-info", "data-testid": "stat-legend" },
+    h("summary", { title: label, "aria-label": label }, "i"),
+    h("div", { class: "stat-info-body" }, h("h3", {}, label),
+      h("dl", {}, known.map((n) => [h("dt", { class: "mono" }, n), h("dd", {}, statTitle(run, n))]))));
 }
