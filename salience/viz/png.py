@@ -17,13 +17,16 @@ def _tmp(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def save_png(path: str | os.PathLike[str], picture: np.ndarray | Image.Image) -> Path:
-    """Write an ``[H, W, 3]`` (or ``[H, W, 4]``) uint8 array or PIL image as a PNG."""
+def save_png(
+    path: str | os.PathLike[str], picture: np.ndarray | Image.Image, compress_level: int = 6
+) -> Path:
+    """Write an ``[H, W, 3]`` (or ``[H, W, 4]``) uint8 array or PIL image as a PNG
+    (``compress_level`` 0-9: zlib's speed/size trade-off)."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     img = picture if isinstance(picture, Image.Image) else Image.fromarray(np.asarray(picture))
     tmp = _tmp(out)
-    img.save(tmp, format="PNG", optimize=False)
+    img.save(tmp, format="PNG", optimize=False, compress_level=compress_level)
     tmp.replace(out)
     return out
 
