@@ -356,7 +356,7 @@ def load_batch(
     images when no labels are needed) or a manifest (paths under ``root``), preprocessed.
     An unreadable image is replaced by the next readable one; with none, the error says how
     many rows were refused and why."""
-    from salience.data.dataset import read_dataset, refused
+    from salience.data import read_dataset, refused
     from salience.images import IMAGE_SUFFIXES, load_image
 
     if samples < 1:

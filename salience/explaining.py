@@ -47,7 +47,7 @@ def image_paths(
 ) -> tuple[list[Path], list[Skipped]]:
     """The images that ``args`` name: files as given, every image file under a folder (sorted,
     recursively), every row of a CSV/Parquet manifest (read with data root ``root``)."""
-    from salience.data.dataset import MANIFEST_SUFFIXES, read_dataset, refused
+    from salience.data import MANIFEST_SUFFIXES, read_dataset, refused
 
     paths: list[Path] = []
     skipped: list[Skipped] = []

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from salience.audit.plan import sample_ids
-from salience.data.dataset import Item, read_dataset, refused, relative_to_root
+from salience.data import Item, read_dataset, refused
+from salience.data.dataset import relative_to_root
 from salience.data.manifest import meta_names, parse_boxes
 from salience.data.masks import boxes_mask, read_mask, region_map, remap
 from salience.errors import SalienceError

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from salience.data.dataset import read_dataset
+from salience.data import read_dataset
 from salience.data.demo import (
     DEFAULT_CLASSES,
     HAT_COLOURS,

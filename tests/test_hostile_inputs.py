@@ -16,7 +16,7 @@ from PIL import Image
 from test_audit_inputs import huge_png
 
 from salience.audit import audit
-from salience.data.dataset import read_dataset
+from salience.data import read_dataset
 from salience.store import Run
 
 ROOT_READS_ANYTHING = os.geteuid() == 0 if hasattr(os, "geteuid") else False

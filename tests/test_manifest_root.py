@@ -13,7 +13,7 @@ from audit_helpers import image
 from typer.testing import CliRunner, Result
 
 from salience.cli import app
-from salience.data.dataset import read_dataset
+from salience.data import read_dataset
 from salience.store import Run
 
 FACTORY = """

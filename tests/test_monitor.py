@@ -120,7 +120,7 @@ def test_monitor_json_follows_the_contract_and_flags_the_planted_shift(
 
 
 def test_time_windows_follow_the_time_column(tmp_path: Path) -> None:
-    from salience.data.dataset import read_dataset
+    from salience.data import read_dataset
     from salience.monitor import parse_window
 
     data = read_dataset(stream(tmp_path / "in", 150))

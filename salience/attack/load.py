@@ -11,7 +11,7 @@ from salience.attack._pixel import PixelModel
 from salience.attack.pipeline import Batch
 from salience.audit.plan import map_labels
 from salience.checking import load_batch
-from salience.data.dataset import read_dataset
+from salience.data import read_dataset
 from salience.errors import SalienceError
 from salience.models import LoadedModel
 

@@ -34,7 +34,7 @@ from salience.audit.failures import FailureTally
 from salience.audit.lifeline import die_with_parent
 from salience.audit.plan import Batch, ModelLike, Plan, check_resume, make_plan, now
 from salience.audit.summary import summarize
-from salience.data.dataset import Dataset, read_dataset
+from salience.data import Dataset, read_dataset
 from salience.device import resolve_device
 from salience.errors import SalienceError
 from salience.methods import Attribution, from_spec

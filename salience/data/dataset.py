@@ -73,27 +73,6 @@ class Dataset:
         return digest.hexdigest()
 
 
-def read_dataset(path: str | Path, root: str | Path | None = None) -> Dataset:
-    """An image folder (one sub-folder per class) or a ``.csv``/``.parquet`` manifest, whose
-    paths are relative to ``root`` (default: the manifest's folder)."""
-    from salience.data.folders import read_folder
-    from salience.data.manifest import read_manifest
-
-    p = Path(path).expanduser()
-    if p.is_dir():
-        if root is not None:
-            raise SalienceError("a data root is only for manifests; an image folder is its own")
-        return read_folder(p)
-    if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
-        return read_manifest(p, None if root is None else Path(root).expanduser())
-    if not p.exists():
-        raise SalienceError(f"data path {str(p)!r} does not exist")
-    raise SalienceError(
-        f"cannot read {str(p)!r} as data; pass an image folder (one sub-folder per class) or a "
-        f"manifest ({', '.join(MANIFEST_SUFFIXES)})"
-    )
-
-
 def printable(text: str) -> str:
     """``text`` made storable: NUL bytes and undecodable bytes of a file name escaped."""
     try:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from salience.audit.plan import ModelLike
 from salience.audit.runner import Progress, audit
-from salience.data.dataset import Dataset, Item, read_dataset
+from salience.data import Dataset, Item, read_dataset
 from salience.data.manifest import meta_name
 from salience.errors import SalienceError
 from salience.monitor import features as feat
