@@ -148,7 +148,7 @@ def export_fiftyone(
     unknown = [m for m in chosen if m not in run.methods]
     if unknown:
         raise SalienceError(f"the run has no method {unknown[0]!r}; it has {run.methods}")
-    folder = Path(out) if out is not None else run.path / "fiftyone"
+    folder = (Path(out) if out is not None else run.path / "fiftyone").absolute()
     dataset_name = name or f"salience-{safe_name(run.path.name)}"
     dataset = _open_dataset(fo, dataset_name, overwrite)
     fields = _fields(run, chosen)
