@@ -124,6 +124,8 @@ def split_folders(paths: list[Path]) -> tuple[list[Path], list[Path]]:
     runs: list[Path] = []
     monitors: list[Path] = []
     for path in paths:
+        if not path.exists():
+            raise SalienceError(f"{path} does not exist; give a run folder from `salience audit`")
         if is_monitor(path):
             monitors.append(path)
         elif (path / MANIFEST).is_file():
