@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from salience.audit.plan import ModelLike, Plan
-from salience.audit.runner import AuditSession, Progress, record_shards
+from salience.audit.session import AuditSession, Progress, record_shards
 from salience.device import resolve_device
 from salience.errors import SalienceError
 from salience.methods import Attribution
