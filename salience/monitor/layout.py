@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from salience.store.layout import part_name
+
 CONFIG = "config.json"
 SUMMARY = "monitor.json"
 BASELINE = "baseline.parquet"
@@ -26,7 +28,7 @@ BASELINE_KEY = b"salience.baseline"
 
 
 def window_file(folder: Path, index: int) -> Path:
-    return folder / WINDOWS / f"part-{index:05d}.parquet"
+    return folder / WINDOWS / f"{part_name(index)}.parquet"
 
 
 def window_files(folder: Path) -> list[Path]:
