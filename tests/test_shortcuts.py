@@ -287,3 +287,18 @@ def test_cli_table_shows_a_class_without_correct_images(tmp_path: Path) -> None:
     nurse_result = next(c for c in written["classes"] if c["class"] == "nurse")
     assert nurse_result["region_share"]["uniform"] is None
     assert nurse_result["reason"].startswith("no correctly classified nurse images")
+
+
+def test_classes_with_too_few_images_say_so(tmp_path: Path) -> None:
+    classes = [f"c{i}" for i in range(12)]
+    labels = classes + ["c0"] * 7
+    maps = np.stack([blob(0.5, 0.5, 0.1) for _ in labels]).astype(np.float32)
+    run = write_run(tmp_path / "run", labels, labels, maps, classes)
+    args = ["shortcuts", str(run.path), "--no-model"]
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    result = json.loads((run.path / "shortcuts.json").read_text())
+    by_class = {c["class"]: c for c in result["classes"]}
+    assert not by_class["c0"]["too_few"] and by_class["c1"]["too_few"]
+    assert by_class["c1"]["reason"].startswith("only 1 image(s): too few")
+    assert "11 of 12 classes have too few images" in res.output

@@ -227,12 +227,27 @@ def _class_report(
         for j in range(result.k)
     ]
     report["clusters"] = clusters
+    report["too_few"] = len(group) < min_images(params)
     if share_cols:
         kind, reason = _region_verdict(name, report, clusters, params)
+    elif report["too_few"]:
+        kind, reason = (
+            None,
+            (
+                f"only {len(group)} image(s): too few to find strategies (SpRAy needs at least "
+                f"{min_images(params)} per class)"
+            ),
+        )
     else:
         kind, reason = _spray_verdict(name, clusters, result.k)
     report["flagged"], report["kind"], report["reason"] = kind is not None, kind, reason
     return report
+
+
+def min_images(params: ShortcutParams) -> int:
+    """Images a class needs for SpRAy to tell a minority strategy from the rest: two clusters
+    of the smallest size that can be flagged."""
+    return 2 * params.min_cluster_size
 
 
 def _cluster(

@@ -164,6 +164,15 @@ def show(result: dict[str, Any]) -> None:
             c["reason"],
         )
     console.print(table)
+    few = [c for c in result["classes"] if c.get("too_few")]
+    if few:
+        largest = max(c["count"] for c in result["classes"])
+        console.print(
+            styled(f"{len(few)} of {len(result['classes'])} classes", "yellow"),
+            f"have too few images to find strategies (the largest has {largest}); audit more "
+            "images per class",
+            soft_wrap=True,
+        )
 
 
 def _share(share: float | None, density: float | None) -> str:
