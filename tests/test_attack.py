@@ -228,3 +228,29 @@ def test_statistics() -> None:
     far = detector_auc(clean, clean + 3.0)
     same = detector_auc(clean, rng.normal(size=(40, 3)))
     assert far["auc"] > 0.95 and same["auc"] < 0.75
+
+
+def test_batch_norm_statistics_and_mode_survive_attacks() -> None:
+    """torchattacks restores train mode when the model it is given reports training; the
+    wrapper must not, or batch norm would update its running statistics mid-run."""
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3),
+    ).double()  # fmt: skip
+    model.train()
+    pm = PixelModel(model, MEAN, STD)
+    x = pixels(4)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    labels = torch.zeros(4, dtype=torch.long)
+    run_attack(pm, x, labels, ATTACKS["pgd"], 4 / 255, steps=2)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    model.eval()
+    before = pm.predict(x)
+    batch = Batch(x, before.argmax(1), torch.ones(4, dtype=torch.bool), ["a", "b", "c"])
+    config = AttackConfig(attacks=("pgd",), eps=(4 / 255,), bisection=1, examples=0,
+                          fragility=FragilityConfig(steps=2, k=10), manipulate=False)  # fmt: skip
+    report = AttackRun(pm, batch, ["gradient"], config).run("bn")
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert torch.equal(pm.predict(x), before) and not model.training
+    assert report["methods"]["gradient"]["labels_kept"] == 1.0

@@ -30,6 +30,10 @@ class PixelModel(nn.Module):
         super().__init__()
         self.model = model
         self.output = output
+        # The wrapper itself is "in eval mode" (set without touching the model): torchattacks
+        # restores train mode afterwards when the model it attacks reports training, which
+        # would switch batch norm to batch statistics and update its running statistics.
+        self.training = False
         self.register_buffer("mean", torch.tensor(list(mean)).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(list(std)).view(1, -1, 1, 1), persistent=False)
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from salience._guard import model_guard
 from salience.attack._pixel import PixelModel
 from salience.errors import SalienceError
 
@@ -119,10 +120,11 @@ def run_attack(
     """Adversarial pixels for ``labels`` within ``eps`` (a float, or one budget per image).
 
     Seeded: the random start draws from a generator forked from ``seed``, the global state is
-    left as it was."""
+    left as it was. The model is attacked in eval mode with frozen parameters, and both are
+    restored afterwards (batch-norm statistics are never updated)."""
     out = []
     devices = [pixels.device] if pixels.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with model_guard(pm), torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for i in range(0, len(pixels), batch):
             e = eps
