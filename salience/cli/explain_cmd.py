@@ -112,7 +112,9 @@ def explain(
     for result in payload["images"]:
         _print_top5(result)
     for s in payload["skipped"]:
-        err_console.print(styled("skipped", "yellow"), f"{s['path']}: {s['reason']}")
+        err_console.print(
+            styled("skipped", "yellow"), f"{s['path']}: {s['reason']}", soft_wrap=True
+        )
     maps = sum(len(r["maps"]) for r in payload["images"])
     console.print(
         f"wrote {maps} overlays and raw maps, {out / payload['grid']} and {out / 'explain.json'}"
