@@ -58,9 +58,10 @@ def _estimate(run: Any, units: dict[str, int]) -> float:
     one = time.perf_counter() - t0
     steps = run.config.steps
     # prediction: ~steps passes per unit; maps: ~3 passes (double backward) per step and method
+    chunks = -(-len(run.batch.pixels) // run.config.batch)
     return one * (
         units["prediction"] * steps
-        + units["maps"] * 3
+        + units["maps"] * 3 / chunks
         + units.get("manipulation", 0) * run.config.manipulation.steps * 4
     )
 
@@ -155,7 +156,7 @@ def attack(
     batch, paths = load_attack_batch(loaded, pm, data, samples, root)
     with progress() as bar:
         tasks: dict[str, TaskID] = {}
-        totals = units(config, methods)
+        totals = units(config, methods, len(batch.pixels))
 
         def advance(stage: str, n: int) -> None:
             if stage not in tasks:
