@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--bisection", type=int, default=4)
     ap.add_argument("--no-cost", action="store_true", help="skip the cost measurement")
+    ap.add_argument("--no-prediction", action="store_true", help="skip the PGD success rates")
     ap.add_argument(
         "--methods",
         default="gradient,gradcam,integrated_gradients:steps=16",
@@ -120,8 +121,9 @@ def main() -> None:
             run.report.update({"model": "efficientnet_lite0", "images": paths})
             result["acceptance"] = run.report
             with model_guard(pm.model):  # stage by stage, saving after each (long on a CPU)
-                run.predictions()
-                save(args.json, result)
+                if not args.no_prediction:
+                    run.predictions()
+                    save(args.json, result)
                 for method in run.specs:
                     run.fragility(method)
                     save(args.json, result)

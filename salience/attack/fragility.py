@@ -3,7 +3,8 @@ within an L-inf budget that keeps the predicted label and moves the map as far a
 against random sign noise of the same budget.
 
 The attack is their iterative top-k attack: signed steps that lower the share of the map's
-mass on the clean map's top-k pixels, projected on the budget ball and clipped to 0..1. Steps
+mass on the clean map's top-k pixels, projected on the budget ball and clipped to 0..1,
+from a random start (the control's random sign point, where it keeps the label). Steps
 are taken through the softplus surrogate (Dombrowski et al., NeurIPS 2019); the label is
 checked on the real model after every step, an image whose label would change stops there,
 and each image keeps the iterate with the lowest share among those that kept the label.
@@ -47,19 +48,24 @@ def fragility_attack(
     k: int,
     layer: CamLayer | None = None,
     progress: Callable[[], None] | None = None,
+    start: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attacked pixels and whether each image took at least one label-keeping step.
+    """Attacked pixels and whether each differs from the clean image.
 
     ``clean_map`` is the real map of ``method`` on ``pixels``; its top-``k`` pixels are moved
-    away from. The attack optimises the differentiable map :func:`surrogate_for` names."""
+    away from. The attack optimises the differentiable map :func:`surrogate_for` names. It
+    starts from ``start`` where that keeps the label (a random start, as in PGD; the pipeline
+    passes the control's random sign point), else from the clean image."""
     map_fn = DIFFERENTIABLE[surrogate_for(method)]
     mask = top_k_mask(clean_map, k).to(pixels.dtype)
     alpha = 2.5 * config.eps / config.steps
     cur = pixels.detach().clone()
+    if start is not None:
+        keeps = pm.predict(start).argmax(1) == labels
+        cur[keeps] = start.detach()[keeps]
     best = cur.clone()
     best_share = torch.full((len(pixels),), float("inf"), dtype=pixels.dtype, device=pixels.device)
     active = torch.ones(len(pixels), dtype=torch.bool, device=pixels.device)
-    moved = torch.zeros_like(active)
     for t in range(config.steps + 1):
         kept = pm.predict(cur).argmax(1) == labels
         active &= kept
@@ -69,7 +75,6 @@ def fragility_attack(
         better = active & (share.detach() < best_share)
         best[better] = cur[better]
         best_share[better] = share.detach()[better]
-        moved |= better & (t > 0)
         if progress:
             progress()
         if t == config.steps or not active.any():
@@ -78,7 +83,7 @@ def fragility_attack(
         step = cur - alpha * grad.sign()
         step = torch.min(torch.max(step, pixels - config.eps), pixels + config.eps).clamp(0, 1)
         cur = torch.where(active.view(-1, 1, 1, 1), step, cur).detach()
-    return best, moved
+    return best, (best != pixels).flatten(1).any(1)
 
 
 def random_sign(pixels: torch.Tensor, eps: float, seed: int) -> torch.Tensor:

@@ -203,6 +203,7 @@ class AttackRun:
         self.clean_maps[method] = clean
         k = default_k(int(clean.shape[-2]), int(clean.shape[-1]), cfg.k)
         layer = self.layer(method)
+        noise = random_sign(b.pixels, cfg.eps, cfg.seed)
         parts = [
             fragility_attack(
                 self.pm,
@@ -214,12 +215,12 @@ class AttackRun:
                 k,
                 layer,
                 progress=lambda: self.progress("maps", 1),
+                start=noise[sl],
             )
             for sl in self.chunks()
         ]
         adv = torch.cat([a for a, _ in parts])
         moved = torch.cat([m for _, m in parts])
-        noise = random_sign(b.pixels, cfg.eps, cfg.seed)
         kept = (self.pm.predict(adv).argmax(1) == self.preds).cpu().numpy()
         kept_random = (self.pm.predict(noise).argmax(1) == self.preds).cpu().numpy()
         d_adv = distances(clean, self.real_map(method, adv, self.preds), k)
@@ -235,7 +236,7 @@ class AttackRun:
             {
                 "labels_kept": float(kept.mean()),
                 "labels_kept_random": float(kept_random.mean()),
-                "moved": float(moved.cpu().numpy().mean()),
+                "moved": float(moved.float().mean()),
                 "attacked_through": surrogate_for(method),
                 "k": k,
                 "budget": self.budget(cfg.eps),
