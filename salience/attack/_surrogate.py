@@ -13,16 +13,13 @@ in-place ReLU returns its result instead of writing into its input.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
-
+import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
-from salience.methods._activations import _match
+from salience.methods._activations import ReluLikeMode
 
 
-class SoftplusSurrogate(TorchFunctionMode):
+class SoftplusSurrogate(ReluLikeMode):
     """While active, ReLU-like calls compute ``softplus(beta)``; ``calls`` counts them."""
 
     def __init__(self, beta: float) -> None:
@@ -30,20 +27,7 @@ class SoftplusSurrogate(TorchFunctionMode):
         if beta <= 0:
             raise ValueError(f"softplus beta must be positive, got {beta}")
         self.beta = beta
-        self.calls = 0
 
-    def __torch_function__(
-        self,
-        func: Callable[..., Any],
-        types: Sequence[type],
-        args: Sequence[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-    ) -> Any:
-        kwargs = kwargs or {}
-        match = _match(func, args, kwargs)
-        if match is None:
-            return func(*args, **kwargs)
-        self.calls += 1
-        x, hi, _inplace = match
+    def replace(self, x: torch.Tensor, hi: float | None, inplace: bool) -> torch.Tensor:
         out = F.softplus(x, self.beta)
         return out if hi is None else out - F.softplus(x - hi, self.beta)

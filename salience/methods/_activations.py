@@ -97,13 +97,16 @@ class _RectifiedClamp(torch.autograd.Function):
         return g, None, None, None
 
 
-class ReluOverride(TorchFunctionMode):
-    """Route ReLU-like calls through the ``rule``'s backward; ``calls`` counts them."""
+class ReluLikeMode(TorchFunctionMode):
+    """While active, every ReLU-like call (see :func:`_match`) is computed by :meth:`replace`;
+    ``calls`` counts them. Nothing on the model changes."""
 
-    def __init__(self, rule: Rule) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.rule = rule
         self.calls = 0
+
+    def replace(self, x: torch.Tensor, hi: float | None, inplace: bool) -> torch.Tensor:
+        raise NotImplementedError
 
     def __torch_function__(
         self,
@@ -117,8 +120,19 @@ class ReluOverride(TorchFunctionMode):
         if match is None:
             return func(*args, **kwargs)
         self.calls += 1
-        x, hi, inplace = match
-        return _RectifiedClamp.apply(x, hi, self.rule, inplace)
+        return self.replace(*match)
+
+
+class ReluOverride(ReluLikeMode):
+    """Route ReLU-like calls through the ``rule``'s backward."""
+
+    def __init__(self, rule: Rule) -> None:
+        super().__init__()
+        self.rule = rule
+
+    def replace(self, x: torch.Tensor, hi: float | None, inplace: bool) -> torch.Tensor:
+        out: torch.Tensor = _RectifiedClamp.apply(x, hi, self.rule, inplace)
+        return out
 
 
 def rectified_gradient(
