@@ -21,6 +21,7 @@ import pytest
 import torch
 from audit_helpers import TinyModel, TinyNet, make_folder
 from PIL import Image
+from run_checks import assert_same_run as same_run
 
 from salience.audit import audit
 from salience.errors import SalienceError
@@ -42,13 +43,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def assert_same_run(a: Run, b: Run) -> None:
-    assert a.status == b.status == "complete"
-    pd.testing.assert_frame_equal(a.samples(), b.samples())
-    ids = a.samples()["sample_id"].tolist()
-    for method in METHODS:
-        pd.testing.assert_frame_equal(a.stats(method), b.stats(method))
-        np.testing.assert_array_equal(a.saliencies(ids, method), b.saliencies(ids, method))
-    a.verify()
+    same_run(a, b, METHODS)
 
 
 def full_disk_at(monkeypatch: pytest.MonkeyPatch, hit: Callable[[str, Path], bool]) -> None:

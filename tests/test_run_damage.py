@@ -9,9 +9,9 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from audit_helpers import TinyModel, make_folder
+from run_checks import assert_same_run as same_run
 from typer.testing import CliRunner
 
 from salience.audit import audit
@@ -50,13 +50,7 @@ def flip_byte(path: Path, at: int = -40) -> None:
 
 
 def assert_same_run(a: Run, b: Run) -> None:
-    assert a.status == b.status == "complete"
-    pd.testing.assert_frame_equal(a.samples(), b.samples())
-    ids = a.samples()["sample_id"].tolist()
-    for method in METHODS:
-        pd.testing.assert_frame_equal(a.stats(method), b.stats(method))
-        np.testing.assert_array_equal(a.saliencies(ids, method), b.saliencies(ids, method))
-    a.verify()
+    same_run(a, b, METHODS)
 
 
 def one_line(exc: pytest.ExceptionInfo[DamagedRunError]) -> str:

@@ -33,25 +33,30 @@ def _scores(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return logits.gather(1, labels[:, None]).sum()
 
 
-def gradient_map(
-    pm: PixelModel, pixels: torch.Tensor, labels: torch.Tensor, layer: CamLayer | None = None
-) -> torch.Tensor:
-    """Input gradient (Simonyan et al., 2014), summed over channels, ``[N, H, W]``."""
+def _input_gradient(
+    pm: PixelModel, pixels: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model input for ``pixels`` and the labels' score gradient with respect to it
+    (differentiable again when ``pixels`` requires grad)."""
     pixels, create = _leaf(pixels)
     with torch.enable_grad():
         x = pm.to_input(pixels)
         (g,) = torch.autograd.grad(_scores(pm.logits(x), labels), x, create_graph=create)
-    return g.sum(1)
+    return x, g
+
+
+def gradient_map(
+    pm: PixelModel, pixels: torch.Tensor, labels: torch.Tensor, layer: CamLayer | None = None
+) -> torch.Tensor:
+    """Input gradient (Simonyan et al., 2014), summed over channels, ``[N, H, W]``."""
+    return _input_gradient(pm, pixels, labels)[1].sum(1)
 
 
 def input_x_gradient_map(
     pm: PixelModel, pixels: torch.Tensor, labels: torch.Tensor, layer: CamLayer | None = None
 ) -> torch.Tensor:
     """Input times gradient (Shrikumar et al., 2016), summed over channels."""
-    pixels, create = _leaf(pixels)
-    with torch.enable_grad():
-        x = pm.to_input(pixels)
-        (g,) = torch.autograd.grad(_scores(pm.logits(x), labels), x, create_graph=create)
+    x, g = _input_gradient(pm, pixels, labels)
     return (x * g).sum(1)
 
 
