@@ -19,7 +19,7 @@ from salience.attack._pixel import PixelModel, input_space_eps
 from salience.attack._stats import rank_correlation
 from salience.attack.fragility import FragilityConfig, fragility_attack, random_sign
 from salience.attack.manipulation import ManipulationConfig, manipulate, smoothed_map
-from salience.methods import build_method, method_info
+from salience.methods import build_method, with_model_layer
 from salience.methods.spec import parse_method_spec
 from salience.models.layers import CamLayer, resolve_layer
 
@@ -100,8 +100,11 @@ class AttackRun:
         progress: Progress | None = None,
     ) -> None:
         self.pm, self.batch, self.config = pm, batch, config
-        self.specs = dict(parse_method_spec(m) for m in methods)
-        self.cam_layer = cam_layer
+        # each method's parameters, with the model's CAM layer filled in where it takes one
+        self.specs = {
+            name: with_model_layer(name, params, cam_layer)
+            for name, params in map(parse_method_spec, methods)
+        }
         self.progress = progress or (lambda stage, n: None)
         self.report: dict[str, Any] = {}
         self.examples: dict[str, Any] = {}
@@ -115,17 +118,14 @@ class AttackRun:
         return [slice(i, i + size) for i in range(0, n, size)]
 
     def real_map(self, method: str, pixels: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        params = dict(self.specs[method])
-        if "layer" in method_info(method).params and self.cam_layer and "layer" not in params:
-            params["layer"] = self.cam_layer
-        m = build_method(method, **params)
+        m = build_method(method, **self.specs[method])
         return m.explain(self.pm.model, self.pm.to_input(pixels), labels, output=self.pm.output)
 
     def layer(self, method: str) -> CamLayer | None:
         if surrogate_for(method) != "gradcam":
             return None
         x = self.pm.to_input(self.batch.pixels[:1])
-        return resolve_layer(self.pm.model, self.specs[method].get("layer", self.cam_layer), x)
+        return resolve_layer(self.pm.model, self.specs[method].get("layer"), x)
 
     def budget(self, eps: float) -> dict[str, Any]:
         std = self.pm.std.flatten().tolist()
