@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from audit_helpers import CLASSES, TinyModel, TinyNet, make_folder, region_mask
+from helpers.audit_helpers import CLASSES, TinyModel, TinyNet, make_folder, region_mask
 
 import salience
 from salience.audit import audit

@@ -6,7 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from audit_helpers import CLASSES, importable_by_ray_workers, make_folder, skip_without_ray_cluster
+from helpers.audit_helpers import (
+    CLASSES,
+    importable_by_ray_workers,
+    make_folder,
+    skip_without_ray_cluster,
+)
 from typer.testing import CliRunner
 
 from salience.cli import app
@@ -16,7 +21,7 @@ from salience.store import Run, RunLock
 FACTORY = """
 import sys
 sys.path.insert(0, {tests!r})
-from audit_helpers import TinyNet
+from helpers.audit_helpers import TinyNet
 
 def build():
     return TinyNet()

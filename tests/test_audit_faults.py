@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from audit_helpers import TinyModel, TinyNet, make_folder
+from helpers.audit_helpers import TinyModel, TinyNet, make_folder
+from helpers.run_checks import assert_same_run as same_run
 from PIL import Image
-from run_checks import assert_same_run as same_run
 
 from salience.audit import audit
 from salience.errors import SalienceError
@@ -101,7 +101,7 @@ def test_full_disk_is_one_line_and_the_rerun_completes(
 SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
-from audit_helpers import TinyModel, TinyNet
+from helpers.audit_helpers import TinyModel, TinyNet
 from salience.audit import audit
 audit(TinyModel(module=TinyNet(delay={delay})), {data!r}, {out!r}, ["gradcam"],
       batch_size=4, shard_size=8, map_size=8, workers={workers})

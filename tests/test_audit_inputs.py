@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from audit_helpers import TinyModel, image, region_mask
+from helpers.audit_helpers import TinyModel, image, region_mask
 from PIL import Image
 
 from salience.audit import audit

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from audit_helpers import (
+from helpers.audit_helpers import (
     TinyModel,
     importable_by_ray_workers,
     make_folder,

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from audit_helpers import make_folder
+from helpers.audit_helpers import make_folder
 
 from salience.store import Run
 from salience.store.layout import PARTIAL, complete_shards
@@ -20,7 +20,7 @@ from salience.store.layout import PARTIAL, complete_shards
 SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
-from audit_helpers import TinyModel, TinyNet
+from helpers.audit_helpers import TinyModel, TinyNet
 from salience.audit import audit
 audit(TinyModel(module=TinyNet(delay={delay})), {data!r}, {out!r}, ["gradcam", "gradient"],
       batch_size=4, shard_size=12, map_size=8)

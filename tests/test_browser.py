@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import chromium_page, csp_violations, serve
-from explorer_runs import make_runs
+from helpers.browser_helpers import chromium_page, csp_violations, serve
+from helpers.explorer_runs import make_runs
 
 from salience.server import create_app
 from salience.store import Run

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import chromium_page, csp_violations, serve
-from live_runs import figure_run, model_file
+from helpers.browser_helpers import chromium_page, csp_violations, serve
+from helpers.live_runs import figure_run, model_file
 
 from salience.models import load_model
 from salience.server import create_app

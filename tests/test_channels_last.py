@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from audit_helpers import make_folder
+from helpers.audit_helpers import make_folder
 from test_audit_cli import cli_args
 from test_methods_common import params
 from typer.testing import CliRunner

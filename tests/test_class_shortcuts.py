@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from shortcut_models import CLASSES, pictures, write_folder
-from synthetic_runs import blob, write_run
+from helpers.shortcut_models import CLASSES, pictures, write_folder
+from helpers.synthetic_runs import blob, write_run
 from typer.testing import CliRunner
 
 from salience.audit import audit
@@ -149,11 +149,13 @@ def test_clusters_of_moving_objects_are_not_minority_shortcuts(tmp_path: Path) -
 @pytest.fixture(scope="module")
 def stamp_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     """:class:`CornerNet` audited with gradients on 30 pictures per class; ``run.json``
-    records the loadable spec ``shortcut_models:corner_net``."""
+    records the loadable spec ``helpers.shortcut_models:corner_net``."""
     tmp = tmp_path_factory.mktemp("stamp")
     write_folder(tmp / "data", pictures(30))
     model = load_model(
-        "shortcut_models:corner_net", preprocess="unit:size=32,resize=32", class_names=CLASSES
+        "helpers.shortcut_models:corner_net",
+        preprocess="unit:size=32,resize=32",
+        class_names=CLASSES,
     )
     audit(model, tmp / "data", tmp / "run", ["gradient"], map_size=32)
     return Run.open(tmp / "run")

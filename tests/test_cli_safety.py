@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from synthetic_runs import blob, write_run
+from helpers.synthetic_runs import blob, write_run
 from typer.testing import CliRunner
 
 from salience.cli import app, methods_cmd

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.synthetic_runs import blob, figure_mask, write_run
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
-from synthetic_runs import blob, figure_mask, write_run
 from typer.testing import CliRunner
 
 from salience.audit.compare import CompareParams, bootstrap_floor, compare_runs, map_similarity

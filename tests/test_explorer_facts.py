@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from fastapi.testclient import TestClient
-from synthetic_runs import blob, figure_mask, write_run
+from helpers.synthetic_runs import blob, figure_mask, write_run
 
 from salience.audit.stats import STAT_DESCRIPTIONS, describe_stat, region_columns, stat_columns
 from salience.server import create_app

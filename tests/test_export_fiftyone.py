@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers.synthetic_runs import blob, write_run
 from PIL import Image
-from synthetic_runs import blob, write_run
 from typer.testing import CliRunner
 
 from salience.cli import app

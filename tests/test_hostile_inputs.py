@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from audit_helpers import TinyModel, image
+from helpers.audit_helpers import TinyModel, image
 from PIL import Image
 from test_audit_inputs import huge_png
 
@@ -168,7 +168,7 @@ sys.path.insert(0, {tests!r})
 import torch
 torch.set_num_threads(1)
 from PIL import Image
-from audit_helpers import TinyModel
+from helpers.audit_helpers import TinyModel
 from salience.audit import audit
 from salience.errors import ImageTooLargeError
 from salience.images import load_image

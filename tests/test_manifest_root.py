@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from audit_helpers import image
+from helpers.audit_helpers import image
 from typer.testing import CliRunner, Result
 
 from salience.cli import app
@@ -19,7 +19,7 @@ from salience.store import Run
 FACTORY = """
 import sys
 sys.path.insert(0, {tests!r})
-from audit_helpers import TinyNet
+from helpers.audit_helpers import TinyNet
 
 def build():
     return TinyNet(classes=2)

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from audit_helpers import make_folder
-from synthetic_runs import blob, write_run
+from helpers.audit_helpers import make_folder
+from helpers.synthetic_runs import blob, write_run
 from test_audit_cli import cli_args
 from test_check import Spot, write_images
 from typer.testing import CliRunner

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from monitor_helpers import baseline, factory, stream, tiny_model
+from helpers.monitor_helpers import baseline, factory, stream, tiny_model
 from typer.testing import CliRunner
 
 import salience
@@ -185,7 +185,7 @@ def test_a_different_model_is_refused(ref: Path, tmp_path: Path) -> None:
 
 
 def test_observe_records_windows_from_tensors_and_pil_images(ref: Path, tmp_path: Path) -> None:
-    from audit_helpers import image
+    from helpers.audit_helpers import image
 
     with salience.Monitor.open(
         tmp_path / "mon", baseline=ref, window=20, calibration_splits=20

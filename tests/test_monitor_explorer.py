@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import chromium_page, csp_violations, serve
 from fastapi.testclient import TestClient
-from monitor_helpers import baseline, stream, tiny_model
+from helpers.browser_helpers import chromium_page, csp_violations, serve
+from helpers.monitor_helpers import baseline, stream, tiny_model
 from test_slices import make_run
 from typer.testing import CliRunner
 

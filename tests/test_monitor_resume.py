@@ -11,16 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-from monitor_helpers import baseline, stream
+from helpers.monitor_helpers import baseline, stream
 
 from salience.monitor.layout import window_files
 
 SCRIPT = """
 import sys, time
 sys.path.insert(0, {tests!r})
-from audit_helpers import TinyNet
+from helpers.audit_helpers import TinyNet
 import salience.audit.attribute as attribute
-from monitor_helpers import tiny_model
+from helpers.monitor_helpers import tiny_model
 from salience.monitor import monitor_data
 slow = attribute.attribute
 def attribute_slowly(*a, **k):

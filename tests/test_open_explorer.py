@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from browser_helpers import chromium_page
-from synthetic_runs import blob, write_run
+from helpers.browser_helpers import chromium_page
+from helpers.synthetic_runs import blob, write_run
 
 import salience
 from salience.server.notebook import Explorer

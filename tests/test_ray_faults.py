@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from audit_helpers import TinyModel, TinyNet, importable_by_ray_workers, make_folder
+from helpers.audit_helpers import TinyModel, TinyNet, importable_by_ray_workers, make_folder
 from test_audit_ray import assert_same_run
 
 from salience.audit import audit

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from explorer_runs import make_runs
+from helpers.explorer_runs import make_runs
 from PIL import Image
 from typer.testing import CliRunner
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audit_helpers import TinyModel, make_folder
-from run_checks import assert_same_run as same_run
+from helpers.audit_helpers import TinyModel, make_folder
+from helpers.run_checks import assert_same_run as same_run
 from typer.testing import CliRunner
 
 from salience.audit import audit

@@ -15,8 +15,8 @@ from urllib.parse import unquote
 import numpy as np
 import pandas as pd
 import pytest
-from explorer_runs import make_runs
 from fastapi.testclient import TestClient
+from helpers.explorer_runs import make_runs
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -389,7 +389,7 @@ def test_serve_command_guards_and_opens(
 
 
 def test_a_run_without_masks_and_with_a_broken_image(tmp_path: Path) -> None:
-    from explorer_runs import Model, Net
+    from helpers.explorer_runs import Model, Net
 
     from salience.audit import audit
     from salience.report import write_report

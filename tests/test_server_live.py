@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from live_runs import MAP_SIZE, live_run, model_file, tiny
+from helpers.live_runs import MAP_SIZE, live_run, model_file, tiny
 from PIL import Image
 from typer.testing import CliRunner
 

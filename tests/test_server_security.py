@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from helpers.synthetic_runs import blob, write_run
 from PIL import Image
-from synthetic_runs import blob, write_run
 from typer.testing import CliRunner
 
 from salience.models.preprocess import Preprocess

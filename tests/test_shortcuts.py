@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.sparse.csgraph
 import torch
-from synthetic_runs import blob, figure_mask, write_run
+from helpers.synthetic_runs import blob, figure_mask, write_run
 from typer.testing import CliRunner
 
 from salience.audit import audit

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import numpy as np
-from audit_helpers import CLASSES, image
-from monitor_helpers import tiny_model
+from helpers.audit_helpers import CLASSES, image
+from helpers.monitor_helpers import tiny_model
 from PIL import Image
 from typer.testing import CliRunner
 

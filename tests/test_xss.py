@@ -17,11 +17,20 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-from browser_helpers import chromium_page, csp_violations, serve
 from fastapi.testclient import TestClient
-from hostile_runs import EVIL, META, NAMES, REGIONS, RUN_NAMES, SPLITS, XSS, make_hostile_runs
+from helpers.browser_helpers import chromium_page, csp_violations, serve
+from helpers.hostile_runs import (
+    EVIL,
+    META,
+    NAMES,
+    REGIONS,
+    RUN_NAMES,
+    SPLITS,
+    XSS,
+    make_hostile_runs,
+)
+from helpers.synthetic_runs import blob, write_run
 from PIL import Image
-from synthetic_runs import blob, write_run
 
 from salience.report import write_report
 from salience.server import create_app

@@ -6,16 +6,16 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from audit_helpers import CLASSES, image, make_folder
 from PIL import Image
 
+from helpers.audit_helpers import CLASSES, image, make_folder
 from salience.audit import audit
 from salience.models import load_model
 
 FACTORY = """
 import sys
 sys.path.insert(0, {tests!r})
-from audit_helpers import TinyNet
+from helpers.audit_helpers import TinyNet
 
 def build():
     return TinyNet()
@@ -25,7 +25,7 @@ PREPROCESS = "half:size=16,resize=16"
 
 def factory(tmp: Path) -> str:
     path = tmp / "tiny.py"
-    path.write_text(FACTORY.format(tests=str(Path(__file__).parent)))
+    path.write_text(FACTORY.format(tests=str(Path(__file__).parents[1])))
     return f"{path}:build"
 
 

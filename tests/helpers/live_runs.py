@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audit_helpers import CLASSES, make_folder
-
+from helpers.audit_helpers import CLASSES, make_folder
 from salience.audit import audit
 from salience.models import LoadedModel, load_model
 
@@ -14,7 +13,7 @@ FACTORY = """
 import sys
 import torch
 sys.path.insert(0, {tests!r})
-from audit_helpers import TinyNet
+from helpers.audit_helpers import TinyNet
 
 def build():
     return TinyNet()
@@ -35,7 +34,7 @@ MAP_SIZE = 8
 
 def model_file(tmp: Path) -> Path:
     path = tmp / "tiny_live.py"
-    path.write_text(FACTORY.format(tests=str(Path(__file__).parent)))
+    path.write_text(FACTORY.format(tests=str(Path(__file__).parents[1])))
     return path
 
 
@@ -55,8 +54,7 @@ def live_run(tmp: Path) -> Path:
 def figure_run(tmp: Path) -> Path:
     """The demo's figures (32 px, head and uniform masks) audited by the tiny model with
     gradcam, gradient and integrated gradients, maps stored at 8x8: a run that looks like one."""
-    from explorer_runs import make_data
-
+    from helpers.explorer_runs import make_data
     from salience.data.demo import DEFAULT_CLASSES
 
     data = make_data(tmp / "figures", n=24)

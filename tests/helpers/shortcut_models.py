@@ -1,5 +1,5 @@
 """A hand-weighted classifier that provably decides one class from a corner stamp, and the
-images it is tested on (``shortcut_models:corner_net`` is a loadable model spec in tests)."""
+images it is tested on (``helpers.shortcut_models:corner_net`` is a loadable model spec)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class CornerNet(nn.Module):
 
 
 def corner_net() -> CornerNet:
-    """Factory for ``load_model("shortcut_models:corner_net")``."""
+    """Factory for ``load_model("helpers.shortcut_models:corner_net")``."""
     return CornerNet()
 
 

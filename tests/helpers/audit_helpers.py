@@ -86,7 +86,7 @@ def make_folder(root: Path, per_class: int = 4, masks: bool = True) -> Path:
 def importable_by_ray_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     """Ray workers unpickle a model by importing its module (as a user's model code must be
     installed on every node): put this folder on their ``PYTHONPATH``."""
-    paths = [str(Path(__file__).parent), os.environ.get("PYTHONPATH")]
+    paths = [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")]
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in paths if p))
 
 

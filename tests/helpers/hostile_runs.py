@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from explorer_runs import METHODS, SIZE, Model, train
 from PIL import Image
 
+from helpers.explorer_runs import METHODS, SIZE, Model, train
 from salience.audit import audit
 
 # Each payload calls alert() (a dialog) if it is ever parsed as HTML or followed as a URL.
@@ -99,7 +99,7 @@ def make_hostile_runs(root: Path) -> tuple[Path, Path]:
 
 
 def train_hostile(manifest: Path, steps: int) -> object:
-    """:func:`explorer_runs.train` on the readable rows only (the evil rows are no images)."""
+    """:func:`helpers.explorer_runs.train` on the readable rows (the evil rows are no images)."""
     readable = manifest.with_name("readable.csv")
     with manifest.open() as src, readable.open("w", newline="") as dst:
         rows = list(csv.reader(src))

@@ -1,0 +1,1 @@
+"""Helpers the tests share: tiny models, synthetic runs, checks (imported as ``helpers.NAME``)."""
