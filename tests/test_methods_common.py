@@ -13,13 +13,13 @@ from torch import nn
 
 import salience
 from salience._guard import hook_count
-from salience.errors import SalienceError
+from salience.errors import SalienceError, UnsupportedModelError
 from salience.methods import get_method, list_methods, method_info
 from salience.models import LoadedModel, Preprocess
 
 METHODS = list_methods()
 NOT_BATCH_INVARIANT = {"random": "one seeded draw per batch: image i of a batch is not draw 0"}
-FAMILIES = {"gradient", "cam", "perturbation", "control"}
+FAMILIES = {"gradient", "cam", "perturbation", "control", "attention"}
 N, SIZE = 3, 24
 
 
@@ -59,14 +59,42 @@ class BNNet(nn.Module):
         return self.fc(self.pool(h).flatten(1))
 
 
-@pytest.fixture
-def model() -> nn.Module:
+def _bnnet() -> BNNet:
     torch.manual_seed(0)
     net = BNNet().double()
     with torch.no_grad():  # non-trivial running statistics, so train mode would differ
         net.bn.running_mean.uniform_(-0.5, 0.5)
         net.bn.running_var.uniform_(0.5, 2.0)
     return net.eval()
+
+
+@pytest.fixture
+def model(request: pytest.FixtureRequest) -> nn.Module:
+    """The CNN; a method that declares it cannot explain it (``unsupported``) is skipped here
+    and checked by test_unsupported_model_is_refused instead."""
+    net = _bnnet()
+    name = getattr(getattr(request.node, "callspec", None), "params", {}).get("name")
+    reason = get_method(name).unsupported(net) if name is not None else None
+    if reason is not None:
+        pytest.skip(f"not applicable: {reason}")
+    return net
+
+
+UNSUPPORTED = [n for n in METHODS if get_method(n).unsupported(_bnnet()) is not None]
+
+
+@pytest.mark.parametrize("method", UNSUPPORTED)
+def test_unsupported_model_is_refused(method: str, x: torch.Tensor) -> None:
+    """A method that declares the CNN unsupported raises that very line, model untouched."""
+    net = _bnnet()
+    net.train()
+    before = _state(net)
+    reason = get_method(method).unsupported(net)
+    assert reason and "\n" not in reason and get_method(method).needs
+    with pytest.raises(UnsupportedModelError) as err:
+        run(net, x, method)
+    assert str(err.value) == reason
+    _assert_same_state(net, before)
 
 
 @pytest.fixture

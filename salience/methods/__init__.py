@@ -34,6 +34,8 @@ from salience.methods import (  # noqa: F401  (imported to register, in this ord
     occlusion,
     rise,
     kernel_shap,
+    attention_rollout,
+    chefer,
     random_control,
     sobel,
     constant,

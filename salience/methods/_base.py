@@ -99,10 +99,17 @@ class Attribution(ABC):
     """
 
     name: ClassVar[str]
-    family: ClassVar[str]  # "gradient", "cam", "perturbation" or "control"
+    family: ClassVar[str]  # "gradient", "cam", "perturbation", "attention" or "control"
     signed: ClassVar[bool]
     passes: ClassVar[str]  # cost per image, e.g. "1 fwd+bwd" or "steps fwd+bwd"
     stochastic: ClassVar[bool] = False
+    needs: ClassVar[str] = ""  # what a model must have for this method; "": any classifier
+
+    @classmethod
+    def unsupported(cls, model: nn.Module) -> str | None:
+        """Why this method cannot explain ``model`` (the one-line error it would raise), found
+        without running the model; None when it applies. Defaults choose methods with it."""
+        return None
 
     def __init__(self, *, batch_size: int | None = None) -> None:
         self.batch_size = batch_size

@@ -180,13 +180,35 @@ def _checked(model: nn.Module, module: nn.Module, name: str, x: torch.Tensor) ->
         raise SalienceError(
             f"layer {name!r} returns shape {shape}; CAMs need [N, C, h, w] or tokens [N, T, D]"
         )
-    height, width = x.shape[-2:]
+    return CamLayer(module, name, token_prefix(model, shape[1], *x.shape[-2:]))
+
+
+_PREFIX_PARAMETERS = ("cls_token", "distillation_token", "register_tokens")  # Hugging Face
+
+
+def known_prefix(model: nn.Module) -> int | None:
+    """The number of class, distillation and register tokens the model declares: timm's
+    ``num_prefix_tokens``, torchvision's ``class_token``, or the token parameters of a Hugging
+    Face embedding (``cls_token``, ``distillation_token``, ``register_tokens``); None if none."""
     known = getattr(model, "num_prefix_tokens", None)
-    if known is None and hasattr(model, "class_token"):
-        known = 1
-    if known is not None and patch_grid(shape[1] - int(known), height, width) is not None:
-        return CamLayer(module, name, int(known))
-    return CamLayer(module, name, infer_prefix(shape[1], height, width))
+    if known is not None:
+        return int(known)
+    if hasattr(model, "class_token"):
+        return 1
+    for m in model.modules():
+        tokens = [getattr(m, n, None) for n in _PREFIX_PARAMETERS]
+        if isinstance(tokens[0], nn.Parameter):
+            return sum(int(t.shape[1]) for t in tokens if isinstance(t, torch.Tensor))
+    return None
+
+
+def token_prefix(model: nn.Module, tokens: int, height: int, width: int) -> int:
+    """Leading non-patch tokens in a sequence of ``tokens`` for a ``height`` x ``width`` input:
+    the model's declared count when the rest tiles the image, else inferred from the grid."""
+    known = known_prefix(model)
+    if known is not None and patch_grid(tokens - known, height, width) is not None:
+        return known
+    return infer_prefix(tokens, height, width)
 
 
 def _channels_last(
