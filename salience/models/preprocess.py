@@ -21,6 +21,7 @@ from PIL import Image
 
 from salience.errors import ImageTooLargeError, SalienceError
 from salience.images import to_rgb
+from salience.specs import parse_params
 
 DEFAULT_MAX_SIDE = 16384
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -131,14 +132,19 @@ PRESETS: dict[str, Preprocess] = {
 _OPTIONS = ("size", "resize", "mean", "std", "interpolation", "squash", "max_side")
 
 
+def _bad_option(item: str) -> str:
+    return (
+        f"bad preprocessing option {item!r}; write size=224,resize=256,"
+        "mean=(0.5,0.5,0.5),std=(0.5,0.5,0.5),interpolation=bicubic"
+    )
+
+
 def parse_preprocess(spec: str | Preprocess | None) -> Preprocess:
     """``"imagenet"``, ``"unit:size=64,resize=64"``... -> :class:`Preprocess`."""
     if spec is None:
         return PRESETS["imagenet"]
     if isinstance(spec, Preprocess):
         return spec
-    from salience.methods.spec import _split, parse_value
-
     name, _, rest = spec.partition(":")
     base = PRESETS.get(name.strip())
     if base is None:
@@ -146,19 +152,11 @@ def parse_preprocess(spec: str | Preprocess | None) -> Preprocess:
             f"unknown preprocessing {name!r}; use one of {', '.join(PRESETS)}, optionally "
             "with :size=,resize=,mean=,std=,interpolation=,squash=,max_side="
         )
-    fields: dict[str, Any] = {}
-    for item in filter(None, (p.strip() for p in _split(rest))):
-        key, eq, value = item.partition("=")
-        key = key.strip()
-        if not eq or key not in _OPTIONS:
-            raise SalienceError(
-                f"bad preprocessing option {item!r}; write size=224,resize=256,"
-                "mean=(0.5,0.5,0.5),std=(0.5,0.5,0.5),interpolation=bicubic"
-            )
-        parsed = parse_value(value.strip())
-        if key in ("mean", "std"):
-            parsed = tuple(parsed) if isinstance(parsed, (list, tuple)) else (parsed,) * 3
-        fields[key] = parsed
+    fields = parse_params(rest, _bad_option, _OPTIONS)
+    for key in ("mean", "std"):
+        value = fields.get(key)
+        if key in fields:
+            fields[key] = tuple(value) if isinstance(value, (list, tuple)) else (value,) * 3
     try:
         return replace(base, **fields)
     except TypeError:
