@@ -19,7 +19,7 @@ from salience.models import LoadedModel, Preprocess
 
 METHODS = list_methods()
 NOT_BATCH_INVARIANT = {"random": "one seeded draw per batch: image i of a batch is not draw 0"}
-FAMILIES = {"gradient", "cam", "perturbation", "control", "attention"}
+FAMILIES = {"gradient", "cam", "perturbation", "control", "relevance", "attention"}
 N, SIZE = 3, 24
 
 

@@ -99,7 +99,7 @@ class Attribution(ABC):
     """
 
     name: ClassVar[str]
-    family: ClassVar[str]  # "gradient", "cam", "perturbation", "attention" or "control"
+    family: ClassVar[str]  # "gradient", "cam", "perturbation", "relevance", "attention" or "control"
     signed: ClassVar[bool]
     passes: ClassVar[str]  # cost per image, e.g. "1 fwd+bwd" or "steps fwd+bwd"
     stochastic: ClassVar[bool] = False

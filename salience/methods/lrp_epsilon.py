@@ -1,0 +1,25 @@
+"""LRP-epsilon (Bach et al., 2015, PLoS ONE 10(7), e0130140), with zennit's ``Epsilon`` rule."""
+
+from __future__ import annotations
+
+import torch
+from zennit.composites import LayerMapComposite, layer_map_base
+from zennit.core import Composite
+from zennit.rules import Epsilon
+from zennit.types import Linear
+
+from salience.methods._lrp import LrpMethod
+from salience.methods._registry import register_method
+
+
+@register_method
+class LrpEpsilon(LrpMethod):
+    """Relevance through every convolution, linear layer, sum and average pool by the epsilon
+    rule; epsilon=0 is LRP-0 (input x gradient on ReLU networks)."""
+
+    name = "lrp_epsilon"
+
+    def composite(self, x: torch.Tensor) -> Composite:
+        return LayerMapComposite(
+            layer_map=[*layer_map_base(self.epsilon), (Linear, Epsilon(epsilon=self.epsilon))]
+        )
