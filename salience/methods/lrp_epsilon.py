@@ -15,7 +15,7 @@ from salience.methods._registry import register_method
 @register_method
 class LrpEpsilon(LrpMethod):
     """Relevance through every convolution, linear layer, sum and average pool by the epsilon
-    rule; epsilon=0 is LRP-0 (input x gradient on ReLU networks)."""
+    rule; as epsilon -> 0 it becomes LRP-0 (input x gradient on ReLU networks)."""
 
     name = "lrp_epsilon"
 
