@@ -1,26 +1,25 @@
-"""Attribution speed and memory: salience vs. Captum / pytorch-grad-cam vs. a plain loop.
+"""Attribution speed: salience vs. Captum / pytorch-grad-cam at their best settings, equal work.
 
-One model (ResNet-18, random weights, seed 0), one input size, one machine, one run. Every
-registered method is timed three ways, each in a fresh worker process (so peak RSS belongs to
-that measurement alone):
+One model (ResNet-18, random weights, seed 0), one input size, one process. For every method:
 
-- **salience**: ``salience.explain`` over the images in batches of ``--batch``;
-- **peer**: the same method in Captum or pytorch-grad-cam at that library's best settings
-  (batched, internal batch sizes set), where the method exists there;
-- **floor**: a plain batched loop of only the passes the method needs, with frozen weights and
-  no attribution bookkeeping (e.g. Integrated Gradients: 50 fwd+bwd rows per image, 16 rows
-  per pass; perturbations: forward-only, 64 rows per pass); salience / floor shows overhead.
+1. **count and sweep**: each setting of each side runs once under the same row counter
+   (``benchmarks/_work.py``): salience's ``batch_size`` and the peer's batch knob
+   (``internal_batch_size``, ``nt_samples_batch_size``, ``perturbations_per_eval``, grad-cam's
+   ``batch_size``; grad-cam's gradient CAMs: weights frozen by the caller or not) over
+   ``--grid``. The fastest setting of each side is its *best*;
+2. **time**: salience default and best, each peer's default and best, and the *floor* (a plain
+   loop of just the passes the method needs) run in turns, ``--repeat`` rounds; medians.
 
-All three explain the same fixed target classes (the model's predictions, computed once).
-A measurement shorter than 5 s is repeated until the runs add up to 5 s; the median is kept.
-Methods with hundreds of passes per image (Score-CAM, Ablation-CAM, occlusion, RISE, Kernel
-SHAP) run on ``--heavy-images`` images instead of ``--images``.
+Every line prints the forward/backward rows that side ran. A peer whose rows differ from
+salience's is flagged UNEQUAL WORK: the comparison would be unfair, so it is a benchmark bug.
+Methods with hundreds of passes per image run on ``--heavy-images`` images.
 
-    python benchmarks/attribution.py                          # everything, ~ an hour on 2 cores
-    python benchmarks/attribution.py --methods gradient,gradcam --size 64 --images 4 --batch 2
-    python benchmarks/attribution.py --json > attribution.json
+    python benchmarks/attribution.py                                  # all methods, 224 px
+    python benchmarks/attribution.py --methods integrated_gradients,smoothgrad
+    python benchmarks/attribution.py --quick                          # smoke run, seconds
+    python benchmarks/attribution.py --json attribution.json
 
-Peers are imported lazily (they are dev-only dependencies); a missing one shows as "-".
+Peers are imported lazily (benchmark-only dependencies); a missing one is left out.
 """
 
 from __future__ import annotations
@@ -28,58 +27,62 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import resource
-import subprocess
 import sys
-import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _work import Timed, Work, compare, grid, load, print_table, sweep_line
+
+from salience.errors import UnsupportedModelError
+
 HEAVY_PASSES = 100  # passes per image from which --heavy-images applies
-FORWARD_ROWS = 64  # rows per forward pass for perturbation floors and peers
+FORWARD_ROWS = 64  # rows per forward pass for perturbation floors
 BACKWARD_ROWS = 16  # rows per fwd+bwd pass for multi-pass gradient floors
-MIN_SECONDS = 5.0  # fast measurements are repeated until they add up to this; median reported
 LAYER = "layer4"  # the CAM layer for every implementation (salience's automatic choice too)
 
-Step = Callable[[nn.Module, torch.Tensor, torch.Tensor], None]
-Impl = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], None]
-
-
-@dataclass
-class Setup:
-    size: int
-    batch: int
-    images: int
-    threads: int | None
-    channels_last: bool = False
+Run = Callable[[nn.Module, torch.Tensor, torch.Tensor], None]
+Setting = int | None
+Variants = Callable[[list[Setting]], dict[str, Run]]
 
 
 # ----------------------------------------------------------------------------- the workload
 
 
-def build(setup: Setup) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+def build(size: int, images: int, tiny: bool = False) -> tuple[nn.Module, torch.Tensor]:
+    """ResNet-18 (or the tiny model) with random weights, seed 0, and random inputs, seed 1."""
     import torchvision
 
-    if setup.threads:
-        torch.set_num_threads(setup.threads)
     torch.manual_seed(0)
-    model = torchvision.models.resnet18().eval()
-    x = torch.randn(
-        setup.images, 3, setup.size, setup.size, generator=torch.Generator().manual_seed(1)
-    )
-    if setup.channels_last:  # every implementation gets the same NHWC model and inputs
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.no_grad():
-        target = torch.cat(
-            [model(x[i : i + setup.batch]).argmax(1) for i in range(0, len(x), setup.batch)]
+    model = _tiny() if tiny else torchvision.models.resnet18()
+    model.eval()
+    x = torch.randn(images, 3, size, size, generator=torch.Generator().manual_seed(1))
+    return model, x
+
+
+def _tiny() -> nn.Module:
+    """The smoke run's model: two small convolutions (the second named like ResNet's layer4)."""
+    return nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(3, 8, 3, padding=1),
+            relu1=nn.ReLU(),
+            layer4=nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()),
+            pool=nn.AdaptiveAvgPool2d(1),
+            flat=nn.Flatten(),
+            fc=nn.Linear(8, 10),
         )
-    return model, x, target
+    )
+
+
+def targets(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x).argmax(1)
 
 
 def method_params(name: str) -> dict[str, Any]:
@@ -87,23 +90,27 @@ def method_params(name: str) -> dict[str, Any]:
     return {"steps": 50} if name == "integrated_gradients" else {}
 
 
-def passes_per_image(name: str, model: nn.Module, size: int) -> int:
-    """Model passes one image costs (forward or forward+backward), from the method's defaults."""
+def _accepted(name: str) -> dict[str, Any]:
     from salience.methods import method_info
 
-    params = {**method_info(name).params, **method_params(name)}
+    return method_info(name).params
+
+
+def passes_per_image(name: str, model: nn.Module, size: int) -> int:
+    """Model passes one image costs (forward or forward+backward), from the method's defaults."""
+    params = {**_accepted(name), **method_params(name)}
     if name == "integrated_gradients":
         return int(params["steps"])
     if name in ("smoothgrad", "vargrad"):
         return int(params["samples"])
+    if name == "kernel_shap":  # + the empty coalition and the image itself
+        return int(params["samples"]) + 2
     if name in ("scorecam", "ablationcam"):
         return 1 + _channels(model)
     if name == "occlusion":
-        return _windows(size, params["window"], params["stride"])
+        return 1 + _windows(size, params["window"], params["stride"])  # + the image itself
     if name == "rise":
         return int(params["masks"])
-    if name == "kernel_shap":
-        return int(params["samples"])
     if name == "guided_gradcam":
         return 2
     return 1
@@ -127,23 +134,30 @@ def _windows(size: int, window: Any, stride: Any) -> int:
     return per_side * per_side
 
 
+def _label(knob: str, setting: Setting) -> str:
+    return "default" if setting is None else f"{knob}={setting}"
+
+
 # ----------------------------------------------------------------------------- salience
 
 
-def run_salience(name: str, model: nn.Module, x: torch.Tensor, t: torch.Tensor, batch: int) -> None:
-    import salience
+def salience_variants(name: str) -> Variants:
+    def variants(settings: list[Setting]) -> dict[str, Run]:
+        return {_label("batch_size", s): _salience(name, s) for s in settings}
 
-    params = method_params(name)
-    if "layer" in _accepted(name):
-        params["layer"] = LAYER
-    for i in range(0, len(x), batch):
-        salience.explain(model, x[i : i + batch], t[i : i + batch], method=name, **params)
+    return variants
 
 
-def _accepted(name: str) -> dict[str, Any]:
-    from salience.methods import method_info
+def _salience(name: str, batch_size: Setting) -> Run:
+    def run(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
+        import salience
 
-    return method_info(name).params
+        params = {**method_params(name), "batch_size": batch_size}
+        if "layer" in _accepted(name):
+            params["layer"] = LAYER
+        salience.explain(model, x, t, method=name, **params)
+
+    return run
 
 
 # ----------------------------------------------------------------------------- floors
@@ -177,21 +191,18 @@ def _forward_pass(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
         model(x)
 
 
-def _batched(step: Step, repeats: int = 1) -> Impl:
-    """Run ``step`` ``repeats`` times on every batch of ``b`` images."""
-
-    def loop(m: nn.Module, x: torch.Tensor, t: torch.Tensor, b: int) -> None:
-        for i in range(0, len(x), b):
-            for _ in range(repeats):
-                step(m, x[i : i + b], t[i : i + b])
+def _repeated(step: Run, repeats: int) -> Run:
+    def loop(m: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
+        for _ in range(repeats):
+            step(m, x, t)
 
     return loop
 
 
-def _perturbed_rows(rows: int) -> Impl:
+def _perturbed_rows(rows: int) -> Run:
     """``rows`` forward rows per image (perturbed copies), ``FORWARD_ROWS`` rows per pass."""
 
-    def loop(m: nn.Module, x: torch.Tensor, t: torch.Tensor, b: int) -> None:
+    def loop(m: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
         with torch.no_grad():
             for img in x:
                 for start in range(0, rows, FORWARD_ROWS):
@@ -200,386 +211,298 @@ def _perturbed_rows(rows: int) -> Impl:
     return loop
 
 
-def _gradient_rows(rows: int) -> Impl:
+def _gradient_rows(rows: int) -> Run:
     """``rows`` fwd+bwd rows per image (e.g. IG steps), ``BACKWARD_ROWS`` rows per pass."""
 
-    def loop(m: nn.Module, x: torch.Tensor, t: torch.Tensor, b: int) -> None:
-        for i in range(0, len(x), b):
-            xs = x[i : i + b].repeat_interleave(rows, 0)
-            ts = t[i : i + b].repeat_interleave(rows, 0)
-            for start in range(0, len(xs), BACKWARD_ROWS):
-                _grad_pass(m, xs[start : start + BACKWARD_ROWS], ts[start : start + BACKWARD_ROWS])
+    def loop(m: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
+        xs, ts = x.repeat_interleave(rows, 0), t.repeat_interleave(rows, 0)
+        for start in range(0, len(xs), BACKWARD_ROWS):
+            _grad_pass(m, xs[start : start + BACKWARD_ROWS], ts[start : start + BACKWARD_ROWS])
 
     return loop
 
 
-def floor(name: str, passes: int) -> Impl | None:
-    """A plain loop of the passes ``name`` needs, or None when there is no fair one."""
-    family = _family(name)
-    if name == "eigencam":
-        return _batched(_forward_pass)
-    if family == "cam" and passes == 1:
-        return _batched(_cam_pass)
-    if family == "gradient":
-        return _batched(_grad_pass, passes) if passes <= 2 else _gradient_rows(passes)
-    if family == "perturbation" or passes >= HEAVY_PASSES:
-        return _perturbed_rows(passes)
-    return None
-
-
-def _family(name: str) -> str:
+def floor(name: str, passes: int) -> Run | None:
+    """A plain loop of the passes ``name`` needs (weights frozen), or None without a fair one."""
     from salience.methods import get_method
 
-    return get_method(name).family
+    family = get_method(name).family
+    found: Run | None = None
+    if name == "eigencam":
+        found = _forward_pass
+    elif family == "cam" and passes == 1:
+        found = _cam_pass
+    elif family == "gradient":
+        found = _repeated(_grad_pass, passes) if passes <= 2 else _gradient_rows(passes)
+    elif family == "perturbation" or passes >= HEAVY_PASSES:
+        found = _perturbed_rows(passes)
+    return _frozen(found) if found is not None else None
+
+
+def _frozen(run: Run) -> Run:
+    """``run`` with the model's weights frozen (as salience does), restored afterwards."""
+
+    def wrapped(m: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
+        from salience._guard import model_guard
+
+        with model_guard(m):
+            run(m, x, t)
+
+    return wrapped
 
 
 # ----------------------------------------------------------------------------- peers
 
 
-def _captum(cls_name: str, **kw: Any) -> Impl:
-    def run(m: nn.Module, x: torch.Tensor, t: torch.Tensor, b: int) -> None:
+def _fixed(run: Run) -> Variants:
+    """A peer without a batch knob: its default only."""
+    return lambda _settings: {"default": run}
+
+
+def _knob(knob: str, make: Callable[[Setting], Run]) -> Variants:
+    return lambda settings: {_label(knob, s): make(s) for s in settings}
+
+
+def _captum(cls_name: str, **kw: Any) -> Run:
+    def run(m: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
         import captum.attr as ca
 
-        algo = getattr(ca, cls_name)(m)
-        for i in range(0, len(x), b):
-            algo.attribute(x[i : i + b], target=t[i : i + b], **kw)
+        getattr(ca, cls_name)(m).attribute(x, target=t, **kw)
 
     return run
 
 
-def _captum_layer_gradcam(m: nn.Module, x: torch.Tensor, t: torch.Tensor, b: int) -> None:
+def _captum_ig(internal_batch_size: Setting) -> Run:
+    return _captum("IntegratedGradients", n_steps=50, internal_batch_size=internal_batch_size)
+
+
+def _captum_layer_gradcam(m: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
     from captum.attr import LayerAttribution, LayerGradCam
 
-    algo = LayerGradCam(m, m.get_submodule(LAYER))
-    for i in range(0, len(x), b):
-        cam = algo.attribute(x[i : i + b], target=t[i : i + b], relu_attributions=True)
-        LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), "bilinear")
+    cam = LayerGradCam(m, m.get_submodule(LAYER)).attribute(x, target=t, relu_attributions=True)
+    LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), "bilinear")
 
 
-def _captum_guided_gradcam(m: nn.Module, x: torch.Tensor, t: torch.Tensor, b: int) -> None:
+def _captum_guided_gradcam(m: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
     from captum.attr import GuidedGradCam
 
-    algo = GuidedGradCam(m, m.get_submodule(LAYER))
-    for i in range(0, len(x), b):
-        algo.attribute(x[i : i + b], target=t[i : i + b])
+    GuidedGradCam(m, m.get_submodule(LAYER)).attribute(x, target=t)
 
 
-def _captum_noise_tunnel(kind: str) -> Impl:
-    def run(m: nn.Module, x: torch.Tensor, t: torch.Tensor, b: int) -> None:
-        from captum.attr import NoiseTunnel, Saliency
+def _captum_noise_tunnel(kind: str) -> Callable[[Setting], Run]:
+    def make(nt_samples_batch_size: Setting) -> Run:
+        def run(m: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
+            from captum.attr import NoiseTunnel, Saliency
 
-        samples = int(_accepted(kind)["samples"])
-        algo = NoiseTunnel(Saliency(m))
-        for i in range(0, len(x), b):
-            algo.attribute(
-                x[i : i + b],
-                target=t[i : i + b],
+            NoiseTunnel(Saliency(m)).attribute(
+                x,
+                target=t,
                 nt_type=kind,
-                nt_samples=samples,
-                nt_samples_batch_size=b,
+                nt_samples=int(_accepted(kind)["samples"]),
+                nt_samples_batch_size=nt_samples_batch_size,
                 stdevs=0.15,
                 abs=False,
             )
 
-    return run
+        return run
+
+    return make
 
 
-def _captum_occlusion(m: nn.Module, x: torch.Tensor, t: torch.Tensor, b: int) -> None:
-    from captum.attr import Occlusion
+def _captum_occlusion(perturbations_per_eval: Setting) -> Run:
+    def run(m: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
+        from captum.attr import Occlusion
 
-    p = _accepted("occlusion")
-    w, s = p["window"], p["stride"]
-    w = (w, w) if isinstance(w, int) else tuple(w)
-    s = (s, s) if isinstance(s, int) else tuple(s)
-    algo = Occlusion(m)
-    for i in range(0, len(x), b):
-        algo.attribute(
-            x[i : i + b],
+        p = _accepted("occlusion")
+        w, s = p["window"], p["stride"]
+        w = (w, w) if isinstance(w, int) else tuple(w)
+        s = (s, s) if isinstance(s, int) else tuple(s)
+        Occlusion(m).attribute(
+            x,
             sliding_window_shapes=(3, *w),
             strides=(3, *s),
             baselines=0.0,
-            target=t[i : i + b],
-            perturbations_per_eval=FORWARD_ROWS,
+            target=t,
+            perturbations_per_eval=perturbations_per_eval or 1,
         )
 
+    return run
 
-def _gradcam_lib(cls_name: str, batch_size: int | None = None) -> Impl:
-    def run(m: nn.Module, x: torch.Tensor, t: torch.Tensor, b: int) -> None:
+
+def _gradcam_lib(cls_name: str, batch_size: Setting = None, input_gradient: bool = False) -> Run:
+    def run(m: nn.Module, x: torch.Tensor, t: torch.Tensor) -> None:
         import pytorch_grad_cam as pgc
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
         cam = getattr(pgc, cls_name)(model=m, target_layers=[m.get_submodule(LAYER)])
+        cam.compute_input_gradient = input_gradient
         if batch_size is not None:
-            cam.batch_size = batch_size  # Score-CAM reads it as an attribute; Ablation-CAM too
+            cam.batch_size = batch_size  # Score-CAM and Ablation-CAM read it as an attribute
         try:
-            for i in range(0, len(x), b):
-                cam(
-                    input_tensor=x[i : i + b],
-                    targets=[ClassifierOutputTarget(int(c)) for c in t[i : i + b]],
-                )
+            cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in t])
         finally:
             cam.activations_and_grads.release()
 
     return run
 
 
-PEERS: dict[str, list[tuple[str, Impl]]] = {
-    "gradient": [("captum Saliency", _captum("Saliency", abs=False))],
-    "input_x_gradient": [("captum InputXGradient", _captum("InputXGradient"))],
-    "integrated_gradients": [
-        ("captum IG", _captum("IntegratedGradients", n_steps=50)),
-        (
-            "captum IG internal_batch_size=64",
-            _captum("IntegratedGradients", n_steps=50, internal_batch_size=64),
-        ),
+def _gradcam_frozen(cls_name: str) -> Variants:
+    """grad-cam's CAMs call ``loss.backward()``, which fills every weight's gradient.
+
+    Its best setting freezes the weights and asks for the input's gradient instead, so that
+    the backward pass still has a graph to follow but computes no weight gradients.
+    """
+
+    frozen = _frozen(_gradcam_lib(cls_name, input_gradient=True))
+    return lambda _settings: {"default": _gradcam_lib(cls_name), "weights frozen": frozen}
+
+
+def _gradcam_batched(cls_name: str) -> Variants:
+    return _knob("batch_size", lambda s: _gradcam_lib(cls_name, s))
+
+
+PEERS: dict[str, list[tuple[str, Variants]]] = {
+    "gradient": [("captum Saliency", _fixed(_captum("Saliency", abs=False)))],
+    "input_x_gradient": [("captum InputXGradient", _fixed(_captum("InputXGradient")))],
+    "integrated_gradients": [("captum IG", _knob("internal_batch_size", _captum_ig))],
+    "smoothgrad": [
+        ("captum NoiseTunnel", _knob("nt_samples_batch_size", _captum_noise_tunnel("smoothgrad")))
     ],
-    "smoothgrad": [("captum NoiseTunnel", _captum_noise_tunnel("smoothgrad"))],
-    "vargrad": [("captum NoiseTunnel", _captum_noise_tunnel("vargrad"))],
-    "guided_backprop": [("captum GuidedBackprop", _captum("GuidedBackprop"))],
-    "deconvnet": [("captum Deconvolution", _captum("Deconvolution"))],
-    "guided_gradcam": [("captum GuidedGradCam", _captum_guided_gradcam)],
+    "vargrad": [
+        ("captum NoiseTunnel", _knob("nt_samples_batch_size", _captum_noise_tunnel("vargrad")))
+    ],
+    "guided_backprop": [("captum GuidedBackprop", _fixed(_captum("GuidedBackprop")))],
+    "deconvnet": [("captum Deconvolution", _fixed(_captum("Deconvolution")))],
+    "guided_gradcam": [("captum GuidedGradCam", _fixed(_captum_guided_gradcam))],
     "gradcam": [
-        ("captum LayerGradCam+upsample", _captum_layer_gradcam),
-        ("grad-cam GradCAM", _gradcam_lib("GradCAM")),
+        ("captum LayerGradCam+upsample", _fixed(_captum_layer_gradcam)),
+        ("grad-cam GradCAM", _gradcam_frozen("GradCAM")),
     ],
-    "gradcam_pp": [("grad-cam GradCAMPlusPlus", _gradcam_lib("GradCAMPlusPlus"))],
-    "xgradcam": [("grad-cam XGradCAM", _gradcam_lib("XGradCAM"))],
-    "layercam": [("grad-cam LayerCAM", _gradcam_lib("LayerCAM"))],
-    "hirescam": [("grad-cam HiResCAM", _gradcam_lib("HiResCAM"))],
-    "eigencam": [("grad-cam EigenCAM", _gradcam_lib("EigenCAM"))],
-    "scorecam": [
-        (f"grad-cam ScoreCAM batch_size={FORWARD_ROWS}", _gradcam_lib("ScoreCAM", FORWARD_ROWS))
-    ],
-    "ablationcam": [
-        (
-            f"grad-cam AblationCAM batch_size={FORWARD_ROWS}",
-            _gradcam_lib("AblationCAM", FORWARD_ROWS),
-        )
-    ],
-    "occlusion": [(f"captum Occlusion ppe={FORWARD_ROWS}", _captum_occlusion)],
+    "gradcam_pp": [("grad-cam GradCAMPlusPlus", _gradcam_frozen("GradCAMPlusPlus"))],
+    "xgradcam": [("grad-cam XGradCAM", _gradcam_frozen("XGradCAM"))],
+    "layercam": [("grad-cam LayerCAM", _gradcam_frozen("LayerCAM"))],
+    "hirescam": [("grad-cam HiResCAM", _gradcam_frozen("HiResCAM"))],
+    "eigencam": [("grad-cam EigenCAM", _gradcam_frozen("EigenCAM"))],
+    "scorecam": [("grad-cam ScoreCAM", _gradcam_batched("ScoreCAM"))],
+    "ablationcam": [("grad-cam AblationCAM", _gradcam_batched("AblationCAM"))],
+    "occlusion": [("captum Occlusion", _knob("perturbations_per_eval", _captum_occlusion))],
 }
-
-
-# ----------------------------------------------------------------------------- worker
-
-
-def worker(job: dict[str, Any]) -> dict[str, Any]:
-    """Time one implementation of one method in this (fresh) process."""
-    limit = int(job["memory_gb"] * 2**30)
-    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))  # allocations beyond fail cleanly
-    setup = Setup(**job["setup"])
-    model, x, t = build(setup)
-    import psutil
-
-    baseline_mb = psutil.Process().memory_info().rss / 2**20
-    name, impl = job["method"], job["impl"]
-    fn: Impl
-    if impl == "salience":
-
-        def fn(m: nn.Module, xx: torch.Tensor, tt: torch.Tensor, b: int) -> None:
-            run_salience(name, m, xx, tt, b)
-
-    elif impl == "floor":
-        for param in model.parameters():  # as salience does: no weight gradients are needed
-            param.requires_grad_(False)
-        found = floor(name, passes_per_image(name, model, setup.size))
-        assert found is not None
-        fn = found
-    else:
-        fn = dict(PEERS[name])[impl]
-    _grad_pass(model, x[: setup.batch], t[: setup.batch])  # warm up threads and the allocator
-    if not job["heavy"]:
-        fn(model, x[:1], t[:1], 1)
-    times: list[float] = []
-    while not times or (sum(times) < MIN_SECONDS and len(times) < 25):
-        start = time.perf_counter()
-        fn(model, x, t, setup.batch)
-        times.append(time.perf_counter() - start)
-    seconds = sorted(times)[len(times) // 2]  # median: one slow run on a shared machine
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {
-        "seconds": seconds,
-        "images": len(x),
-        "peak_rss_mb": peak_kb / 1024,
-        "baseline_rss_mb": baseline_mb,
-    }
-
-
-def _spawn(job: dict[str, Any]) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--worker", json.dumps(job)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["failed"])[-1]
-        if "can't allocate memory" in last or "MemoryError" in last:
-            return {"error": f"out of memory (over {job['memory_gb']:g} GB)"}
-        return {"error": last[:160]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # ----------------------------------------------------------------------------- driver
 
 
-@dataclass
-class Row:
-    method: str
-    passes: int
-    images: int
-    salience_ips: float | None
-    peer: str
-    peer_ips: float | None
-    ratio: float | None
-    floor_ips: float | None
-    floor_ratio: float | None
-    salience_rss_mb: float | None
-    peer_rss_mb: float | None
-    baseline_rss_mb: float | None  # the worker before any attribution: torch, model, inputs
-    error: str | None = None
+def explained(name: str, images: int) -> dict[str, Callable[[Work, Work], str]]:
+    """Known differences in rows that no setting of the peer removes."""
+    if name != "ablationcam":
+        return {}
+
+    def second_forward(ours: Work, theirs: Work) -> str:
+        extra = theirs.forward - ours.forward
+        if extra == images and theirs.backward == ours.backward:
+            return "grad-cam scores the unablated input twice (+1 row per image)"
+        return ""
+
+    return {"grad-cam AblationCAM": second_forward}
 
 
-def _ips(result: dict[str, Any] | None) -> float | None:
-    if not result or "error" in result:
-        return None
-    return result["images"] / result["seconds"]
+def bench_method(name: str, args: argparse.Namespace, settings: list[Setting]) -> list[Timed]:
+    size = args.size
+    probe, _ = build(size, 1, args.tiny)
+    passes = passes_per_image(name, probe, size)
+    heavy = passes >= HEAVY_PASSES
+    model, x = build(size, args.heavy_images if heavy else args.images, args.tiny)
+    t = targets(model, x)
+    try:  # warm up (salience caches a memory probe) and check that the method applies
+        _salience(name, None)(model, x[:1], t[:1])
+    except UnsupportedModelError as exc:
+        print(f"  {name}: skipped, {exc}", file=sys.stderr, flush=True)
+        return []
+    peers = [] if args.no_peers else [p for p in PEERS.get(name, []) if _importable(p[0])]
+    variants = {"salience": salience_variants(name)(settings if peers else [None])}
+    variants.update({peer: make(settings) for peer, make in peers})
+    low = floor(name, passes) if not args.no_floor else None
+    if low is not None:
+        variants["floor"] = {"default": low}
+    sides = {
+        side: {k: (lambda run=run: run(model, x, t)) for k, run in runs.items()}
+        for side, runs in variants.items()
+    }
+    timed = compare(model, sides, args.repeat, explained(name, len(x)))
+    print(f"  {name}: {sweep_line(timed)}", file=sys.stderr, flush=True)
+    return timed
 
 
-def run(args: argparse.Namespace) -> list[Row]:
-    import salience
+def _importable(peer: str) -> bool:
+    import importlib.util
 
-    names = salience.list_methods() if not args.methods else args.methods.split(",")
-    for n in names:
-        salience.get_method(n)  # unknown names fail here, listing the known ones
-    probe = Setup(args.size, args.batch, 1, args.threads, args.channels_last)
-    model, _, _ = build(probe)
-    rows: list[Row] = []
-    for name in names:
-        passes = passes_per_image(name, model, args.size)
-        heavy = passes >= HEAVY_PASSES
-        n_img = args.heavy_images if heavy else args.images
-        setup = asdict(
-            Setup(args.size, min(args.batch, n_img), n_img, args.threads, args.channels_last)
-        )
-        base = {"method": name, "setup": setup, "heavy": heavy, "memory_gb": args.memory_gb}
-        ours = _spawn({**base, "impl": "salience"})
-        low = _spawn({**base, "impl": "floor"}) if floor(name, passes) is not None else None
-        peer_names = [] if args.no_peers else [peer for peer, _ in PEERS.get(name, [])]
-        for peer_name in peer_names or ["-"]:
-            theirs = _spawn({**base, "impl": peer_name}) if peer_name != "-" else None
-            s, p, f = _ips(ours), _ips(theirs), _ips(low)
-            error = next((r["error"] for r in (ours, theirs, low) if r and "error" in r), None)
-            rows.append(
-                Row(
-                    method=name,
-                    passes=passes,
-                    images=n_img,
-                    salience_ips=s,
-                    peer=peer_name,
-                    peer_ips=p,
-                    ratio=s / p if s and p else None,
-                    floor_ips=f,
-                    floor_ratio=s / f if s and f else None,
-                    salience_rss_mb=ours.get("peak_rss_mb"),
-                    peer_rss_mb=theirs.get("peak_rss_mb") if theirs else None,
-                    baseline_rss_mb=ours.get("baseline_rss_mb"),
-                    error=error,
-                )
-            )
-            if not args.json:
-                print(f"  {name:22s} {peer_name:34s} done", file=sys.stderr, flush=True)
-    return rows
+    module = "captum" if peer.startswith("captum") else "pytorch_grad_cam"
+    return importlib.util.find_spec(module) is not None
 
 
-def print_table(rows: list[Row], args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    def num(v: float | None, fmt: str = "{:.1f}") -> str:
-        return "-" if v is None else fmt.format(v)
-
-    title = (
-        f"ResNet-18 (random weights), {args.size} px, batch {args.batch}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
-        + (", channels-last" if args.channels_last else "")
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
-    table = Table(title=title, title_justify="left")
-    for col, just in [
-        ("method", "left"),
-        ("passes/img", "right"),
-        ("imgs", "right"),
-        ("salience img/s", "right"),
-        ("peer", "left"),
-        ("peer img/s", "right"),
-        ("ratio", "right"),
-        ("floor ratio", "right"),
-        ("peak RSS MB (salience/peer)", "right"),
-        ("note", "left"),
-    ]:
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for r in rows:
-        rss = f"{num(r.salience_rss_mb, '{:.0f}')} / {num(r.peer_rss_mb, '{:.0f}')}"
-        table.add_row(
-            r.method,
-            str(r.passes),
-            str(r.images),
-            num(r.salience_ips, "{:.2f}"),
-            r.peer,
-            num(r.peer_ips, "{:.2f}"),
-            num(r.ratio, "{:.2f}x"),
-            num(r.floor_ratio, "{:.2f}x"),
-            rss,
-            r.error or "",
-        )
-    Console(width=200).print(table)
-    baselines = [r.baseline_rss_mb for r in rows if r.baseline_rss_mb]
-    if baselines:
-        print(
-            f"peak RSS includes the worker's baseline of about {min(baselines):.0f} MB "
-            "(torch, model and inputs loaded, before any attribution)."
-        )
-    print(
-        "ratio = salience / peer throughput; floor ratio = salience / a plain batched loop of "
-        "the passes the method needs (1.00x = no overhead)."
-    )
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", help="comma-separated method names (default: all registered)")
     parser.add_argument("--size", type=int, default=224, help="input side in pixels")
-    parser.add_argument("--batch", type=int, default=16, help="images per call")
-    parser.add_argument("--images", type=int, default=16, help="images per measurement")
+    parser.add_argument("--images", type=int, default=2, help="images per measurement")
     parser.add_argument(
         "--heavy-images",
         type=int,
-        default=2,
+        default=1,
         help=f"images for methods with >= {HEAVY_PASSES} passes per image",
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+        "--grid",
+        default="default,1,4,16,64,256",
+        help="batch settings swept on both sides ('default' = the library's own)",
     )
-    parser.add_argument(
-        "--memory-gb",
-        type=float,
-        default=8.0,
-        help="memory limit per measurement; beyond it the row says out of memory",
-    )
-    parser.add_argument(
-        "--channels-last",
-        action="store_true",
-        help="NHWC model and inputs for every implementation (compare with a run without)",
-    )
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--no-peers", action="store_true", help="skip Captum / pytorch-grad-cam")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
-        return
-    os.environ.setdefault("PYTHONHASHSEED", "0")
-    rows = run(args)
-    if args.json:
-        print(json.dumps([asdict(r) for r in rows], indent=2))
-    else:
-        print_table(rows, args)
+    parser.add_argument("--no-floor", action="store_true", help="skip the plain-loop floor")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: the methods with a peer, a tiny two-convolution model at 32 px, "
+        "1 round, grid default,4",
+    )
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, default=None, help="also write the lines here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.size, args.images, args.heavy_images, args.repeat = 32, 2, 1, 1
+        args.grid, args.tiny = "default,4", True
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import salience
+
+    everything = list(PEERS) if args.quick else salience.list_methods()
+    names = args.methods.split(",") if args.methods else everything
+    for n in names:
+        salience.get_method(n)  # unknown names fail here, listing the known ones
+    header = (
+        f"{'tiny CNN' if args.tiny else 'ResNet-18'}, random weights, {args.size} px, "
+        f"{args.images} images ({args.heavy_images} for >= {HEAVY_PASSES} passes/image), "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, medians of "
+        f"{args.repeat} interleaved rounds; {load()} at start"
+    )
+    results = {n: bench_method(n, args, grid(args.grid)) for n in names}
+    print(header + f"; {load()} at end")
+    print_table(results, {n: _images(n, args) for n in names}, "images")
+    if args.json is not None:
+        rows = {n: [asdict(r) for r in timed] for n, timed in results.items()}
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+def _images(name: str, args: argparse.Namespace) -> int:
+    probe, _ = build(args.size, 1, args.tiny)
+    return (
+        args.heavy_images
+        if passes_per_image(name, probe, args.size) >= HEAVY_PASSES
+        else args.images
+    )
 
 
 if __name__ == "__main__":

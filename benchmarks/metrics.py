@@ -29,9 +29,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import time
+import sys
 import warnings
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +46,10 @@ from salience.methods._batching import chunk_size, spans
 from salience.metrics._common import descending_order, ranks
 from salience.metrics._imputation import impute
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _work import Timed, compare, grid, load, print_table
+
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
-
-
-def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    """Minimum wall time of ``repeat`` calls, and the last result."""
-    best, out = math.inf, None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def workload(spec: str, images: int, size: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
@@ -74,17 +68,6 @@ def workload(spec: str, images: int, size: int) -> tuple[nn.Module, torch.Tensor
     return loaded.module.eval(), x, maps
 
 
-def interleaved(fns: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    """Minimum wall time of each function, run in turns (fair under a fluctuating load)."""
-    best = dict.fromkeys(fns, math.inf)
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
-
-
 def floor(model: nn.Module, rows: torch.Tensor, chunk: int) -> None:
     with torch.inference_mode():
         for a, b in spans(rows.shape[0], chunk):
@@ -100,15 +83,39 @@ def deletion_rows(x: torch.Tensor, maps: torch.Tensor, steps: int) -> torch.Tens
     return torch.where(mask, torch.zeros_like(x)[:, None], x[:, None]).flatten(0, 1)
 
 
+def quantus_features_in_step(shape: tuple[int, ...], steps: int) -> int:
+    """Quantus' ``features_in_step`` that runs as many rows as salience's ``steps``.
+
+    Quantus counts every channel value as a feature (the map is broadcast over the C channels),
+    runs ``C*H*W / features_in_step`` steps, does not score the untouched image, and requires
+    ``features_in_step`` to divide ``H*W``. Salience runs ``steps + 1`` rows per image, so the
+    two agree when ``steps + 1 = C*k`` and ``k`` divides ``H*W``.
+    """
+    c, pixels = shape[0], math.prod(shape[1:])
+    k, rest = divmod(steps + 1, c)
+    if rest or pixels % k:
+        raise ValueError(
+            f"--steps {steps}: Quantus can run steps + 1 = {steps + 1} rows per image only if "
+            f"it is {c} x a divisor of H*W = {pixels} (e.g. --steps {c * 8 - 1})"
+        )
+    return pixels // k
+
+
 def quantus_pixel_flipping(
-    model: nn.Module, x: torch.Tensor, maps: torch.Tensor, classes: torch.Tensor, steps: int
+    model: nn.Module,
+    x: torch.Tensor,
+    maps: torch.Tensor,
+    classes: torch.Tensor,
+    steps: int,
+    batch_size: int | None,
 ) -> Callable[[], Any]:
     import quantus
 
-    h, w = x.shape[-2:]
     # curves, not AUCs: Quantus 0.6's AUC calls np.trapz, which numpy 2 removed
     metric = quantus.PixelFlipping(
-        features_in_step=h * w // steps, perturb_baseline="black", disable_warnings=True
+        features_in_step=quantus_features_in_step(x.shape[1:], steps),
+        perturb_baseline="black",
+        disable_warnings=True,
     )
     xb, yb, ab = x.numpy(), classes.numpy(), maps[:, None].numpy()
     return lambda: metric(
@@ -118,7 +125,7 @@ def quantus_pixel_flipping(
         a_batch=ab,
         device="cpu",
         softmax=True,
-        batch_size=x.shape[0],
+        batch_size=batch_size or 64,  # Quantus' default: 64 images per batch
     )
 
 
@@ -147,14 +154,16 @@ def gradcam_road(
     classes: torch.Tensor,
     percentages: list[float],
 ) -> Callable[[], Any]:
-    from pytorch_grad_cam.metrics.road import ROADMostRelevantFirstAverage
+    from pytorch_grad_cam.metrics.road import ROADMostRelevantFirst
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
-    # grad-cam's MoRF at percentile q imputes the top (100 - q)% of the map
-    metric = ROADMostRelevantFirstAverage(percentiles=[round(100 * (1 - p)) for p in percentages])
+    # ROADMostRelevantFirstAverage, without its default return_diff=True: that scores the
+    # untouched images once per percentile (2x the rows); salience scores the imputed rows only.
+    # grad-cam's MoRF at percentile q imputes the top (100 - q)% of the map.
+    metrics = [ROADMostRelevantFirst(round(100 * (1 - p))) for p in percentages]
     targets = [ClassifierOutputSoftmaxTarget(int(c)) for c in classes]
     cams = maps.numpy()
-    return lambda: metric(x, cams, targets, model)
+    return lambda: np.mean([m(x, cams, targets, model, return_diff=False) for m in metrics], 0)
 
 
 def gradcam_imputation(x: torch.Tensor, removed: torch.Tensor) -> Callable[[], Any]:
@@ -165,145 +174,126 @@ def gradcam_imputation(x: torch.Tensor, removed: torch.Tensor) -> Callable[[], A
     return lambda: [imputer(x[i], keep[i]) for i in range(x.shape[0])]
 
 
-def peer(name: str, make: Callable[[], Callable[[], Any]], repeat: int) -> float | str:
+def optional(make: Callable[[], dict[str, Callable[[], Any]]]) -> dict[str, Callable[[], Any]]:
+    """A peer's settings, or none when the peer is not installed."""
     try:
-        fn = make()
+        return make()
     except ImportError:
-        return "-"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return best_of(fn, repeat)[0]
-    except Exception as exc:  # a peer failing on this configuration is a result, not a crash
-        return f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
+        return {}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def label(setting: int | None) -> str:
+    return "default" if setting is None else f"batch_size={setting}"
+
+
+def run(args: argparse.Namespace) -> dict[str, list[Timed]]:
     torch.set_num_threads(args.threads)
     model, x, maps = workload(args.model, args.images, args.size)
     n, _, h, w = x.shape
     pcts = [float(p) for p in args.percentages.split(",")]
     with torch.inference_mode():
         classes = model(x).argmax(1)
-    chunk = chunk_size(model, x, "forward", args.batch_size)
-    r: dict[str, Any] = {
-        "model": args.model,
-        "images": n,
-        "size": h,
-        "steps": args.steps,
-        "percentages": pcts,
-        "chunk": chunk,
-        "threads": args.threads,
-    }
-    kw = {"batch_size": args.batch_size, "steps": args.steps}
+    chunk = chunk_size(model, x, "forward", None)
+    settings = grid(args.grid)
+    steps = args.steps
 
-    prebuilt = deletion_rows(x, maps, args.steps)
-    times = interleaved(
-        {
-            "floor_deletion": lambda: floor(model, prebuilt, chunk),
-            "deletion": lambda: M.deletion(model, x, maps, classes, **kw),
-            "insertion": lambda: M.insertion(model, x, maps, classes, **kw),
-        },
-        args.repeat,
-    )
-    r.update(times)
-    r["deletion_vs_floor"] = r["deletion"] / r["floor_deletion"]
-    r["insertion_vs_floor"] = r["insertion"] / r["floor_deletion"]
-    r["quantus_pixel_flipping"] = peer(
-        "quantus", lambda: quantus_pixel_flipping(model, x, maps, classes, args.steps), args.repeat
-    )
+    def ours(metric: Callable[..., Any], **kw: Any) -> dict[str, Callable[[], Any]]:
+        def call(s: int | None) -> Callable[[], Any]:
+            return lambda: metric(model, x, maps, classes, batch_size=s, **kw)
 
+        return {label(s): call(s) for s in settings}
+
+    prebuilt = deletion_rows(x, maps, steps)
     road_rows = x.repeat_interleave(len(pcts), 0)
-    road: dict[str, float] = {}
+    results: dict[str, list[Timed]] = {}
+    quiet = warnings.catch_warnings()
+    with quiet:
+        warnings.simplefilter("ignore")
+        results["deletion"] = compare(
+            model,
+            {
+                "salience deletion": ours(M.deletion, steps=steps),
+                "salience insertion": {
+                    "default": lambda: M.insertion(model, x, maps, classes, steps=steps)
+                },
+                "Quantus PixelFlipping": optional(
+                    lambda: {
+                        label(s): quantus_pixel_flipping(model, x, maps, classes, steps, s)
+                        for s in settings
+                    }
+                ),
+                "floor": {"default": lambda: floor(model, prebuilt, chunk)},
+            },
+            args.repeat,
+        )
+        results["ROAD MoRF"] = compare(
+            model,
+            {
+                "salience road_morf": ours(M.road_morf, percentages=pcts),
+                "grad-cam ROADMostRelevantFirst": optional(
+                    lambda: {"default": gradcam_road(model, x, maps, classes, pcts)}
+                ),
+                "Quantus ROAD": optional(
+                    lambda: {"default": quantus_road(model, x, maps, classes, pcts)}
+                ),
+                "floor": {"default": lambda: floor(model, road_rows, chunk)},
+            },
+            args.repeat,
+        )
+        rank = ranks(descending_order(maps.flatten(1), torch.Generator().manual_seed(0)))
+        counts = torch.tensor([round(p * h * w) for p in pcts])
+        removed = (rank[:, None] < counts[None, :, None]).view(n * len(pcts), h, w)
+        results["imputation"] = compare(
+            model,
+            {
+                "salience batched": {"default": lambda: impute(road_rows, removed, noise=0.01)},
+                "grad-cam NoisyLinearImputer": optional(
+                    lambda: {"default": gradcam_imputation(road_rows, removed)}
+                ),
+            },
+            args.repeat,
+        )
+    return results
 
-    def ours_road() -> None:
-        t0 = time.perf_counter()
-        res = M.road_morf(model, x, maps, classes, percentages=pcts, batch_size=args.batch_size)
-        total = time.perf_counter() - t0
-        if total < road.get("road_morf", math.inf):
-            road.update(
-                road_morf=total,
-                road_imputation=res.details["imputation_seconds"],
-                road_forward=total - res.details["imputation_seconds"],
-            )
 
-    times = interleaved(
-        {"floor_road": lambda: floor(model, road_rows, chunk), "ours": ours_road}, args.repeat
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
-    r["floor_road"] = times["floor_road"]
-    r.update(road)
-    r["road_forward_vs_floor"] = r["road_forward"] / r["floor_road"]
-    r["gradcam_road_morf"] = peer(
-        "grad-cam", lambda: gradcam_road(model, x, maps, classes, pcts), args.repeat
-    )
-    r["quantus_road"] = peer(
-        "quantus", lambda: quantus_road(model, x, maps, classes, pcts), args.repeat
-    )
-
-    rank = ranks(descending_order(maps.flatten(1), torch.Generator().manual_seed(0)))
-    counts = torch.tensor([round(p * h * w) for p in pcts])
-    removed = (rank[:, None] < counts[None, :, None]).view(n * len(pcts), h, w)
-    rows_x = x.repeat_interleave(len(pcts), 0)
-    r["imputation_rows"] = int(rows_x.shape[0])
-    r["imputation_batched"] = best_of(lambda: impute(rows_x, removed, noise=0.01), args.repeat)[0]
-    r["imputation_gradcam_spsolve"] = peer(
-        "grad-cam", lambda: gradcam_imputation(rows_x, removed), 1
-    )
-    return r
-
-
-def show(r: dict[str, Any]) -> None:
-    def fmt(v: Any) -> str:
-        return f"{v:8.3f} s" if isinstance(v, float) else str(v)
-
-    print(
-        f"{r['model']}: {r['images']} images {r['size']}x{r['size']}, {r['steps']} steps, "
-        f"ROAD at {r['percentages']}, {r['chunk']} rows per pass, {r['threads']} threads"
-    )
-    lines = [
-        ("forward floor, (steps + 1) x images rows", r["floor_deletion"]),
-        ("salience deletion", r["deletion"]),
-        ("salience insertion", r["insertion"]),
-        ("Quantus PixelFlipping (same pixels per step)", r["quantus_pixel_flipping"]),
-        ("forward floor, percentages x images rows", r["floor_road"]),
-        ("salience ROAD MoRF, total", r["road_morf"]),
-        ("  of which batched imputation", r["road_imputation"]),
-        ("  of which forward passes", r["road_forward"]),
-        ("pytorch-grad-cam ROADMostRelevantFirstAverage", r["gradcam_road_morf"]),
-        ("Quantus ROAD", r["quantus_road"]),
-        (f"imputation of {r['imputation_rows']} rows: salience batched", r["imputation_batched"]),
-        (
-            "imputation: grad-cam NoisyLinearImputer (spsolve per row)",
-            r["imputation_gradcam_spsolve"],
-        ),
-    ]
-    for label, value in lines:
-        print(f"  {label:62s} {fmt(value)}")
-    for key in ("deletion_vs_floor", "insertion_vs_floor", "road_forward_vs_floor"):
-        flag = "ok" if r[key] <= 1.2 else "ABOVE 1.2x"
-        print(f"  {key:62s} {r[key]:8.2f} x  {flag}")
-
-
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="torchvision:resnet18")
-    p.add_argument("--images", type=int, default=8)
+    p.add_argument("--model", default="torchvision:resnet18", help="a salience.load_model spec")
+    p.add_argument("--images", type=int, default=4)
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--steps", type=int, default=32, help="deletion steps (H*W divisible)")
+    p.add_argument(
+        "--steps", type=int, default=23, help="deletion steps; steps + 1 = 3 x a divisor of H*W"
+    )
     p.add_argument("--percentages", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument(
+        "--grid",
+        default="default,1,4,16,64",
+        help="batch_size settings swept on both sides ('default' = the library's own)",
+    )
+    p.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians")
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--smoke", action="store_true", help="tiny configuration, seconds")
+    p.add_argument("--quick", "--smoke", action="store_true", help="smoke run: seconds")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = p.parse_args()
-    if args.smoke:
-        args.images, args.size, args.steps, args.repeat = 2, 64, 8, 1
-        args.percentages = "0.2,0.6"
+    args = p.parse_args(argv)
+    if args.quick:
+        args.images, args.size, args.steps, args.repeat = 2, 32, 11, 1
+        args.percentages, args.grid = "0.2,0.6", "default,4"
+    header = (
+        f"{args.model}: {args.images} images {args.size}x{args.size}, {args.steps} deletion "
+        f"steps, ROAD at {args.percentages}, {args.threads} threads, medians of {args.repeat} "
+        f"interleaved rounds; {load()} at start"
+    )
     results = run(args)
-    show(results)
+    print(header + f"; {load()} at end")
+    items = {"deletion": args.images, "ROAD MoRF": args.images}
+    items["imputation"] = args.images * len(args.percentages.split(","))
+    print_table(results, items, "images")
+    print("imputation: images/s counts imputed rows (images x percentages); no model rows.")
     if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        rows = {k: [asdict(r) for r in timed] for k, timed in results.items()}
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":
