@@ -1,12 +1,16 @@
 """Loading models to explain: one registry of model sources, preprocessing, CAM layers.
 
 ``load_model(spec, weights=None, device=None)`` accepts ``torchvision:NAME``, ``timm:NAME``, a
-TorchScript file, ``package.module:factory`` (or ``FILE.py:factory``) and ``efficientnet_lite0``.
+TorchScript file, ``package.module:factory`` (or ``FILE.py:factory``), ``efficientnet_lite0`` and
+``hf:FOLDER`` (a saved Hugging Face image classifier).
 """
 
 from __future__ import annotations
 
-from salience.models import efficientnet_lite  # noqa: F401  (registers efficientnet_lite0)
+from salience.models import (  # noqa: F401  (imported to register their sources)
+    efficientnet_lite,
+    huggingface,
+)
 from salience.models.preprocess import PRESETS, Preprocess, parse_preprocess
 from salience.models.sources import (
     LoadedModel,
