@@ -24,11 +24,13 @@ from salience.attack import (
     random_sign,
     run_attack,
     smallest_budget,
+    units,
 )
 from salience.attack._maps import gradient_map
 from salience.attack._measures import topk_intersection
 from salience.attack._stats import rank_correlation, roc_auc
 from salience.attack.detection import detector_auc
+from salience.attack.pipeline import manipulated
 from salience.attack.prediction import ATTACKS, norm_of
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.5)
@@ -216,6 +218,22 @@ def test_a_full_run_leaves_the_model_as_it_was_and_fills_the_contract() -> None:
         assert m["labels_kept"] == 1.0
         assert set(report["detection"][name]) >= {"saliency", "softmax"}
         assert {"real", "smoothed"} <= set(report["manipulation"][name])
+        per_class = report["manipulation"][name]["real"]["per_class"]
+        assert sum(c["n"] for c in per_class.values()) == 5
+        assert {"similarity_after", "output_change"} <= set(next(iter(per_class.values())))
+    conc = report["concentration"]["gradient"]["gini"]
+    assert conc["n"] == 4 and len(conc["interval"]) == 2  # the attacked images only
+    for name in ("gradient", "gradcam"):
+        assert set(report["detection"][name]["saliency"]) == {"auc", "interval", "n"}
+
+
+def test_manipulation_runs_on_the_chosen_methods_only() -> None:
+    chosen = AttackConfig(manipulation_methods=("gradient",))
+    assert manipulated(chosen, "gradient") and manipulated(chosen, "gradient:abs=True")
+    assert not manipulated(chosen, "gradcam") and manipulated(AttackConfig(), "gradcam")
+    assert not manipulated(AttackConfig(manipulate=False), "gradient")
+    assert not manipulated(AttackConfig(), "occlusion")  # no differentiable map of its own
+    assert units(chosen, ["gradient", "gradcam"], 4)["manipulation"] == 2
 
 
 def test_statistics() -> None:

@@ -35,6 +35,7 @@ class AttackConfig:
     fragility: FragilityConfig = field(default_factory=FragilityConfig)
     manipulation: ManipulationConfig = field(default_factory=ManipulationConfig)
     manipulate: bool = True
+    manipulation_methods: tuple[str, ...] | None = None  # None: every method with its own map
     detect_eps: float = 2 / 255
     examples: int = 4
     seed: int = 0
@@ -64,8 +65,15 @@ def units(config: AttackConfig, methods: Sequence[str], n: int) -> dict[str, int
         "maps": len(methods) * chunks * (config.fragility.steps + 1),
     }
     if config.manipulate:
-        out["manipulation"] = 2 * sum(m in DIFFERENTIABLE for m in methods)
+        out["manipulation"] = 2 * sum(manipulated(config, m) for m in methods)
     return out
+
+
+def manipulated(config: AttackConfig, method: str) -> bool:
+    """Whether the targeted manipulation runs on ``method`` (a name or a spec)."""
+    name = parse_method_spec(method)[0]
+    chosen = config.manipulation_methods
+    return config.manipulate and name in DIFFERENTIABLE and (chosen is None or name in chosen)
 
 
 def _mean(v: np.ndarray) -> float | None:
@@ -315,12 +323,16 @@ class AttackRun:
             )
             after = explain(adv)
             probs = torch.softmax(self.pm.predict(adv), 1)
+            values = {
+                "similarity_before": distances(target, clean, 1)["spearman"],
+                "similarity_after": distances(target, after, 1)["spearman"],
+                "output_change": (probs - start).abs().amax(1).cpu().numpy(),
+                "labels_kept": (probs.argmax(1) == self.preds).float().cpu().numpy(),
+            }
             out[key] = {
                 "beta": beta,
-                "similarity_before": _mean(distances(target, clean, 1)["spearman"]),
-                "similarity_after": _mean(distances(target, after, 1)["spearman"]),
-                "output_change": float((probs - start).abs().amax(1).mean()),
-                "labels_kept": float((probs.argmax(1) == self.preds).float().mean()),
+                **{name: _mean(v) for name, v in values.items()},
+                "per_class": _per_class(b, np.ones(n, bool), values),
             }
             self.progress("manipulation", 1)
         self.report.setdefault("manipulation", {})[method] = out
@@ -342,7 +354,7 @@ class AttackRun:
                 self.fragility(method)
                 self.concentration(method)
                 self.detect(method)
-                if self.config.manipulate and method in DIFFERENTIABLE:
+                if manipulated(self.config, method):
                     self.manipulation(method)
         self.report["seconds"] = time.perf_counter() - t0
         return self.report

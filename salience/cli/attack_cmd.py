@@ -110,6 +110,14 @@ def attack(
     manipulation: Annotated[
         bool, typer.Option("--manipulation/--no-manipulation", help="Run the targeted attack.")
     ] = True,
+    manipulation_method: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Method the targeted attack runs on; repeat (default: each of gradient, "
+            "input_x_gradient, integrated_gradients, gradcam among --method).",
+        ),
+    ] = None,
+    manipulation_steps: Annotated[int, typer.Option(help="Targeted attack steps.")] = 30,
     examples: Annotated[int, typer.Option(help="Example images in the report.")] = 4,
     root: DataRoot = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("attack"),
@@ -146,8 +154,11 @@ def attack(
         eps=tuple(parse_budget(e) for e in eps) if eps else None,
         steps=steps,
         fragility=FragilityConfig(parse_budget(fragility_eps), fragility_steps, beta, top_k, seed),
-        manipulation=ManipulationConfig(eps=parse_budget(manipulation_eps), beta=beta),
+        manipulation=ManipulationConfig(
+            eps=parse_budget(manipulation_eps), steps=manipulation_steps, beta=beta
+        ),
         manipulate=manipulation,
+        manipulation_methods=tuple(manipulation_method) if manipulation_method else None,
         examples=examples,
         seed=seed,
     )
