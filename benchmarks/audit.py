@@ -74,7 +74,7 @@ def throughput(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     import salience
     from salience.audit import audit
-    from salience.audit.runner import default_workers
+    from salience.audit.session import default_workers
     from salience.images import load_image
 
     cpu = torch.device("cpu")

@@ -14,8 +14,8 @@ from torch.utils.hooks import RemovableHandle
 def model_guard(model: nn.Module) -> Iterator[nn.Module]:
     """Put ``model`` in eval mode with frozen parameters; restore both on exit, even on error.
 
-    Freezing parameters skips their weight gradients, which makes input gradients cheaper
-    (measured 12% faster forward+backward on a small CNN) and never touches ``.grad``.
+    Freezing parameters skips their weight gradients, which makes input gradients cheaper,
+    and never touches ``.grad``.
     """
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in model.parameters()]

@@ -20,10 +20,12 @@ from salience.audit.stats import map_statistics
 
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 Columns = dict[str, list[Any]]
+# A batch ready to write: samples columns, statistics columns per method, maps per method.
+BatchTables = tuple[Columns, dict[str, Columns], dict[str, np.ndarray]]
 
 
 @dataclass
-class Computed:
+class BatchResult:
     """What the model stage hands to the writer: the batch, its decoded items (tensors
     dropped), and for the items that had an input, logits and maps in item order."""
 
@@ -39,7 +41,7 @@ def _list(values: np.ndarray) -> list[Any]:
     return [None if v != v else float(v) for v in values.tolist()]  # NaN -> None
 
 
-def assemble(plan: Plan, c: Computed) -> tuple[Columns, dict[str, Columns], dict[str, np.ndarray]]:
+def assemble(plan: Plan, c: BatchResult) -> BatchTables:
     """Samples columns, statistics columns per method, and maps ``[n, h, w]`` float16."""
     n = len(c.decoded)
     items = plan.dataset.items

@@ -25,6 +25,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,22 @@ def run_on_ray(
             ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
+
+
+@dataclass(frozen=True)
+class RayExecutor:
+    """The shards as Ray tasks on the cluster at ``address`` (None: ``RAY_ADDRESS`` or a
+    local cluster started for the run); see :func:`run_on_ray`."""
+
+    address: str | None = None
+
+    def compute(
+        self,
+        model: ModelLike,
+        plan: Plan,
+        run: Path,
+        methods: dict[str, Attribution],
+        device: str | torch.device,
+        progress: Callable[[Progress], None] | None,
+    ) -> None:
+        run_on_ray(model, plan, run, methods, device, progress, address=self.address)

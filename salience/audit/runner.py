@@ -21,7 +21,14 @@ from PIL import Image
 
 from salience.audit.decode import exact_frame
 from salience.audit.plan import ModelLike, Plan, check_resume, make_plan, now
-from salience.audit.session import SHARD_MAP_BYTES, AuditSession, Progress, update_manifest
+from salience.audit.ray_runner import RayExecutor
+from salience.audit.session import (
+    SHARD_MAP_BYTES,
+    Executor,
+    LocalExecutor,
+    Progress,
+    update_manifest,
+)
 from salience.audit.summary import summarize
 from salience.data import Dataset, read_dataset
 from salience.device import resolve_device
@@ -40,7 +47,7 @@ from salience.store.layout import (
 from salience.store.lock import RunLock
 from salience.store.run import Run
 from salience.store.verify import damaged_shards
-from salience.store.writer import ShardWriter
+from salience.store.writer import ShardWriter, write_index
 
 
 def parse_map_size(value: int | str | Sequence[int]) -> tuple[int, int]:
@@ -54,17 +61,6 @@ def parse_map_size(value: int | str | Sequence[int]) -> tuple[int, int]:
         raise SalienceError(f"bad map size {value!r}; write S or HxW, e.g. 64 or 48x64")
     h, w = value
     return int(h), int(w)
-
-
-def default_workers(device: torch.device) -> int:
-    """Decoding processes for a local audit. On a GPU: up to 4, leaving a core for the model.
-    On the CPU the model already uses every core and a decoding process takes turns with it
-    (measured on 2 cores, ResNet-18: 0.84 of the engine's speed with one worker, 0.93 with
-    decoding in the main process), so workers start at 8 cores, one per 4 cores, at most 4."""
-    cpus = os.cpu_count() or 1
-    if device.type == "cpu":
-        return min(4, cpus // 4) if cpus >= 8 else 0
-    return min(4, max(0, cpus - 1))
 
 
 def build_methods(
@@ -96,7 +92,7 @@ def audit(
     ground_truth: Sequence[str] | None = None,
     progress: Callable[[Progress], None] | None = None,
     root: str | os.PathLike[str] | None = None,
-    executor: str = "local",
+    executor: str | Executor = "local",
     ray_address: str | None = None,
 ) -> dict[str, Any]:
     """Audit ``model`` on ``data`` into the run folder ``out``; returns the summary.
@@ -105,12 +101,15 @@ def audit(
     images and at most 256 MB of maps (large map sizes get smaller shards). ``ground_truth``
     names the mask regions that count as the object for Shared Interest (default: all
     annotated regions). ``root`` is the data root of a manifest (default: its folder).
-    ``workers`` decoding processes default to :func:`default_workers`.
-    ``executor="ray"`` computes the shards as Ray tasks (one shard per task, on the cluster at
-    ``ray_address`` or a local one); the run folder must then be on storage every node sees.
+    ``executor`` computes the shards: an :class:`Executor`, or its name: ``"local"``
+    (:class:`LocalExecutor` with ``workers`` decoding processes, default
+    :func:`default_workers`) or ``"ray"`` (:class:`RayExecutor`: one shard per Ray task on
+    the cluster at ``ray_address`` or a local one; the run folder must then be on storage
+    every node sees).
     """
-    if executor not in ("local", "ray"):
-        raise SalienceError(f"unknown executor {executor!r}; use local or ray")
+    chosen = (
+        executor_named(executor, workers, ray_address) if isinstance(executor, str) else executor
+    )
     dataset = (
         data
         if isinstance(data, Dataset)
@@ -141,13 +140,7 @@ def audit(
             if _start(run, plan):
                 discard_damaged(run, plan)
             try:
-                if executor == "ray":
-                    from salience.audit.ray_runner import run_on_ray
-
-                    run_on_ray(model, plan, run, built, device, progress, address=ray_address)
-                else:
-                    n = default_workers(dev) if workers is None else workers
-                    AuditSession(model, plan, run, built, dev, n, progress).run()
+                chosen.compute(model, plan, run, built, device, progress)
                 remove_tree(run / PARTIAL)  # every shard is written: no batch is needed again
             except BaseException as exc:
                 _record_failure(run, exc)
@@ -158,13 +151,20 @@ def audit(
                 "shards": plan.shards,
                 "shards_done": plan.shards,
             }
-            ShardWriter(
-                run, plan.meta_columns, plan.manifest["stat_columns"], bool(plan.regions)
-            ).write_index()
+            write_index(run)
             update_manifest(run, status="complete", counts=counts, failure=None)
             summary = summarize(Run.open(run))
             write_json(run / SUMMARY, summary)
     return summary
+
+
+def executor_named(name: str, workers: int | None, ray_address: str | None) -> Executor:
+    """``"local"`` or ``"ray"`` -> the executor object (the CLI's ``--executor``)."""
+    if name == "local":
+        return LocalExecutor(workers)
+    if name == "ray":
+        return RayExecutor(ray_address)
+    raise SalienceError(f"unknown executor {name!r}; use local or ray")
 
 
 def check_methods(model: ModelLike, methods: dict[str, Attribution], device: torch.device) -> None:

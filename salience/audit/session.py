@@ -18,18 +18,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from salience.audit.assemble import Columns, Computed, assemble
+from salience.audit.assemble import BatchResult, BatchTables, assemble
 from salience.audit.attribute import attribute_each
 from salience.audit.decode import DecodeStage, collate
 from salience.audit.failures import FailureTally
 from salience.audit.lifeline import die_with_parent
 from salience.audit.plan import Batch, ModelLike, Plan, now
+from salience.device import resolve_device
 from salience.errors import SalienceError
 from salience.methods import Attribution
 from salience.store.layout import (
@@ -41,7 +42,6 @@ from salience.store.layout import (
 from salience.store.writer import ShardWriter
 
 SHARD_MAP_BYTES = 256 * 2**20  # a shard's maps are held in memory until it is written
-Saved = tuple[Columns, dict[str, Columns], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,52 @@ class Progress:
     total: int
     computed: int  # images computed by this process
     elapsed: float  # seconds since this process started computing
+
+
+class Executor(Protocol):
+    """Computes every shard of a planned run not yet on disk (the runner holds the lock)."""
+
+    def compute(
+        self,
+        model: ModelLike,
+        plan: Plan,
+        run: Path,
+        methods: dict[str, Attribution],
+        device: str | torch.device,
+        progress: Callable[[Progress], None] | None,
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class LocalExecutor:
+    """One :class:`AuditSession` over every shard in this process, with ``workers`` decoding
+    processes (None: :func:`default_workers`)."""
+
+    workers: int | None = None
+
+    def compute(
+        self,
+        model: ModelLike,
+        plan: Plan,
+        run: Path,
+        methods: dict[str, Attribution],
+        device: str | torch.device,
+        progress: Callable[[Progress], None] | None,
+    ) -> None:
+        dev = resolve_device(device)
+        n = default_workers(dev) if self.workers is None else self.workers
+        AuditSession(model, plan, run, methods, dev, n, progress).run()
+
+
+def default_workers(device: torch.device) -> int:
+    """Decoding processes for a local audit. On a GPU: up to 4, leaving a core for the model.
+    On the CPU the model already uses every core and a decoding process takes turns with it,
+    so workers start at 8 cores, one per 4 cores, at most 4 (benchmarks/audit.py measures
+    the trade-off)."""
+    cpus = os.cpu_count() or 1
+    if device.type == "cpu":
+        return min(4, cpus // 4) if cpus >= 8 else 0
+    return min(4, max(0, cpus - 1))
 
 
 def update_manifest(run: Path, **fields: Any) -> None:
@@ -85,8 +131,8 @@ class AuditSession:
         self.writer = ShardWriter(
             run, plan.meta_columns, plan.manifest["stat_columns"], pattern=bool(plan.regions)
         )
-        self.buffers: dict[int, dict[tuple[int, int], Saved]] = {}
-        self.queue: queue.Queue[Computed | None] = queue.Queue(maxsize=4)
+        self.buffers: dict[int, dict[tuple[int, int], BatchTables]] = {}
+        self.queue: queue.Queue[BatchResult | None] = queue.Queue(maxsize=4)
         self.failure: BaseException | None = None
         self.tally = FailureTally(methods)
 
@@ -131,7 +177,7 @@ class AuditSession:
         thread = threading.Thread(target=self._write_loop, name="salience-writer", daemon=True)
         thread.start()
         module = self.model.module.to(self.device)
-        held: list[Computed] = []  # see salience.audit.failures
+        held: list[BatchResult] = []  # see salience.audit.failures
         try:
             for batch, decoded in zip(todo, batches, strict=True):
                 held.append(self._model_stage(module, batch, decoded, cuda))
@@ -155,7 +201,7 @@ class AuditSession:
 
     def _model_stage(
         self, module: torch.nn.Module, batch: Batch, decoded: list[Any], cuda: bool
-    ) -> Computed:
+    ) -> BatchResult:
         h, w = self.plan.manifest["map_size"]
         k = len(self.plan.class_names)
         reached = [i for i, d in enumerate(decoded) if d.x is not None]
@@ -193,7 +239,7 @@ class AuditSession:
         for d in decoded:
             d.x = None  # free the input tensors before queueing
         ok = [i for i in reached if i not in failed]
-        return Computed(
+        return BatchResult(
             batch=batch,
             decoded=decoded,
             ok=ok,
@@ -205,7 +251,7 @@ class AuditSession:
             method_errors=errors,
         )
 
-    def _put(self, item: Computed | None) -> None:
+    def _put(self, item: BatchResult | None) -> None:
         while True:
             if self.failure is not None and item is not None:
                 raise self.failure

@@ -140,26 +140,8 @@ class ShardWriter:
         check_file(self.run, shard).unlink(missing_ok=True)
 
     def write_index(self) -> None:
-        """``index.npz``: the sample ids of the shards complete now, sorted, with their shard,
-        row and path, so that a reader finds one image without scanning every shard. Derived
-        from the samples files (which stay the truth) and rewritten, never appended."""
-        shards = complete_shards(self.run)
-        cols = ["sample_id", "shard", "row", "path"]
-        parts = [pq.read_table(samples_file(self.run, s), columns=cols) for s in shards]
-        table = pa.concat_tables(parts) if parts else self.samples_schema.empty_table()
-        ids = np.array([i.encode() for i in table.column("sample_id").to_pylist()], dtype="S")
-        order = np.argsort(ids, kind="stable")
-        paths = [p.encode() for p in table.column("path").to_pylist()]
-        buf = io.BytesIO()
-        np.savez(
-            buf,
-            ids=ids[order],
-            shard=table.column("shard").to_numpy().astype(np.int32)[order],
-            row=table.column("row").to_numpy().astype(np.int32)[order],
-            path=np.array(paths, dtype="S")[order],
-            shards=np.array(shards, dtype=np.int64),
-        )
-        write_bytes(self.run / INDEX, buf.getvalue())
+        """:func:`write_index` of this run."""
+        write_index(self.run)
 
     # -- partial batches ---------------------------------------------------------------------
     def _partial_dir(self, shard: int) -> Path:
@@ -205,3 +187,27 @@ class ShardWriter:
                 continue
             out[(int(a), int(b))] = (payload["samples"], payload["stats"], maps)
         return out
+
+
+def write_index(run: Path) -> None:
+    """``index.npz``: the sample ids of the shards complete now, sorted, with their shard,
+    row and path, so that a reader finds one image without scanning every shard. Derived
+    from the samples files (which stay the truth) and rewritten, never appended."""
+    shards = complete_shards(run)
+    cols = ["sample_id", "shard", "row", "path"]
+    parts = [pq.read_table(samples_file(run, s), columns=cols) for s in shards]
+    empty = pa.schema([samples_schema(()).field(c) for c in cols]).empty_table()
+    table = pa.concat_tables(parts) if parts else empty
+    ids = np.array([i.encode() for i in table.column("sample_id").to_pylist()], dtype="S")
+    order = np.argsort(ids, kind="stable")
+    paths = [p.encode() for p in table.column("path").to_pylist()]
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        ids=ids[order],
+        shard=table.column("shard").to_numpy().astype(np.int32)[order],
+        row=table.column("row").to_numpy().astype(np.int32)[order],
+        path=np.array(paths, dtype="S")[order],
+        shards=np.array(shards, dtype=np.int64),
+    )
+    write_bytes(run / INDEX, buf.getvalue())
