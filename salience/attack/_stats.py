@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata, spearmanr
@@ -34,7 +35,7 @@ def bootstrap(
     return (_num(np.quantile(values, tail)), _num(np.quantile(values, 1 - tail)))
 
 
-def rank_correlation(x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, object]:
+def rank_correlation(x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, Any]:
     """Spearman's rho of paired values (non-finite pairs dropped) with a bootstrap interval."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     keep = ~(np.isnan(x) | np.isnan(y))
