@@ -14,8 +14,7 @@ from helpers.live_runs import figure_run, model_file
 
 from salience.models import load_model
 from salience.server import create_app
-from salience.server.live import attach
-from salience.server.registry import RunRegistry
+from salience.server.run_cache import RunRegistry, attach
 from salience.store import Run
 
 pytestmark = pytest.mark.browser

@@ -20,8 +20,7 @@ from salience import explain
 from salience.errors import SalienceError
 from salience.live import for_run
 from salience.server import create_app
-from salience.server.live import attach
-from salience.server.registry import RunRegistry
+from salience.server.run_cache import RunRegistry, attach
 from salience.store import Run
 
 

@@ -95,7 +95,7 @@ def _live(registry: Any, spec: str, weights: Path | None, device: str, force: bo
     """Load the model once and check it against every run (one line and exit 2 on a mismatch,
     unless ``force``)."""
     from salience.models import load_model
-    from salience.server.live import attach
+    from salience.server.run_cache import attach
 
     loaded = load_model(spec, weights, device)
     for reason in attach(registry, loaded, force=force):

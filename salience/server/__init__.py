@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from salience.server.app import create_app
-from salience.server.registry import RunRegistry
+from salience.server.run_cache import RunRegistry
 
 __all__ = ["RunRegistry", "create_app"]

@@ -15,8 +15,8 @@ from fastapi.staticfiles import StaticFiles
 from salience import __version__
 from salience.errors import DamagedRunError, ImageTooLargeError, SalienceError
 from salience.server.monitors import MonitorRegistry
-from salience.server.registry import RunRegistry, one_line
 from salience.server.routes import ROUTERS
+from salience.server.run_cache import RunRegistry, one_line
 from salience.server.security import Guard
 from salience.store import Run
 

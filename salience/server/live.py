@@ -1,8 +1,8 @@
 """Live maps: a model loaded once by ``salience serve --model`` computes any class's map with
 any registered method, one computation at a time.
 
-:func:`attach` checks the model against every run the server shows (:func:`salience.live.
-mismatch`) and hangs a :class:`LiveModel` on the registry. The routes in
+:func:`salience.server.run_cache.attach` checks the model against every run the server shows
+(:func:`salience.live.mismatch`) and hangs a :class:`LiveModel` on the run cache. The routes in
 :mod:`salience.server.routes.live` run each computation through :meth:`LiveModel.run`: at most
 ``queue`` requests hold a place (the rest are refused at once with 503), one computes at a time
 (a lock), and a request that waits or computes longer than ``time_limit_s`` is answered 503
@@ -15,16 +15,13 @@ import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from fastapi import HTTPException
 
-from salience.errors import SalienceError
-from salience.live import for_run, mismatch
+from salience.live import for_run
 from salience.models import LoadedModel
-
-if TYPE_CHECKING:
-    from salience.server.registry import RunEntry, RunRegistry
+from salience.store import Run
 
 T = TypeVar("T")
 
@@ -57,11 +54,11 @@ class LiveModel:
         """The model's number of outputs, when a forward pass told."""
         return self.loaded.num_classes
 
-    def model_for(self, entry: RunEntry) -> LoadedModel:
-        """The model with ``entry``'s recorded preprocessing."""
-        view = self._views.get(entry.id)
+    def model_for(self, run_id: str, run: Run) -> LoadedModel:
+        """The model with the recorded preprocessing of ``run`` (served as ``run_id``)."""
+        view = self._views.get(run_id)
         if view is None:
-            view = self._views[entry.id] = for_run(self.loaded, entry.run)
+            view = self._views[run_id] = for_run(self.loaded, run)
         return view
 
     async def run(self, work: Callable[[], T]) -> T:
@@ -98,28 +95,3 @@ class LiveModel:
                 self.lock.release()
         finally:
             self._slots.release()
-
-
-def attach(
-    registry: RunRegistry,
-    loaded: LoadedModel,
-    *,
-    force: bool = False,
-    time_limit_s: float = 60.0,
-    queue: int = 8,
-) -> list[str]:
-    """Serve live maps of ``registry``'s runs with ``loaded``. A model that is not the one a
-    run was audited with is refused in one line (:class:`SalienceError`) unless ``force``;
-    returns the mismatches that ``force`` let through."""
-    problems: dict[str, str] = {}
-    for rid, entry in registry.entries.items():
-        if entry.damage is None and entry.opened is not None:
-            reason = mismatch(entry.opened, loaded)
-            if reason:
-                problems[rid] = reason
-    if problems and not force:
-        raise SalienceError(
-            f"{next(iter(problems.values()))}; pass --force to compute live maps with it anyway"
-        )
-    registry.live = LiveModel(loaded, time_limit_s=time_limit_s, queue=queue)
-    return list(problems.values())

@@ -2,7 +2,7 @@
 
 Each folder is read through :class:`salience.monitor.MonitorFolder` (no writer lock, so a
 monitor that is still adding windows can be watched). A window's audit run is opened on first
-use and wrapped in a :class:`~salience.server.registry.RunEntry`, so the image routes' checks
+use and wrapped in a :class:`~salience.server.run_cache.RunEntry`, so the image routes' checks
 (the image lies in the run's data root) apply to it unchanged. Windows are addressed by index;
 the audit folder comes from the monitor's own record, checked to lie inside ``audits/``.
 """
@@ -21,7 +21,7 @@ from fastapi import HTTPException, Request
 
 from salience.errors import DamagedRunError, SalienceError
 from salience.monitor import MonitorFolder
-from salience.server.registry import RunEntry
+from salience.server.run_cache import RunEntry
 
 log = logging.getLogger("salience.server")
 

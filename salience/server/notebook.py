@@ -22,7 +22,7 @@ import uvicorn
 
 from salience.errors import SalienceError
 from salience.server.app import create_app
-from salience.server.registry import RunRegistry
+from salience.server.run_cache import RunRegistry
 from salience.server.warm import warm
 from salience.store import Run
 

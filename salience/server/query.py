@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from salience.errors import SalienceError
-from salience.server.registry import RunEntry
+from salience.server.run_cache import RunEntry
 from salience.server.summaries import stats
 from salience.store import Run, SampleFilter
 

@@ -13,8 +13,8 @@ from salience.audit.stats import describe_stat
 from salience.errors import DamagedRunError, SalienceError
 from salience.methods import method_info
 from salience.server import schemas
-from salience.server.registry import RunEntry
 from salience.server.render import REGION_COLORS
+from salience.server.run_cache import RunEntry
 from salience.store import Run
 
 NON_STATS = {"sample_id", "method", "error", "shard", "row"}

@@ -6,8 +6,8 @@ import logging
 
 from salience.errors import DamagedRunError
 from salience.server.query import table
-from salience.server.registry import RunRegistry
 from salience.server.routes.confusion import matrix
+from salience.server.run_cache import RunRegistry
 from salience.server.summaries import summary
 
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from salience.audit.compare import compare_runs
 from salience.errors import SalienceError
 from salience.server import schemas
-from salience.server.registry import RunEntry, RunRegistry, get_registry
+from salience.server.run_cache import RunEntry, RunRegistry, get_registry
 from salience.server.summaries import ok_rows
 from salience.store import Run
 

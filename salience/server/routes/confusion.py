@@ -10,8 +10,8 @@ from fastapi import APIRouter, Depends
 from salience.errors import SalienceError
 from salience.server import schemas
 from salience.server.query import table
-from salience.server.registry import RunEntry, get_entry
 from salience.server.routes.samples import pick_method
+from salience.server.run_cache import RunEntry, get_entry
 from salience.server.summaries import finite, stat_names
 from salience.store import Run
 

@@ -26,8 +26,8 @@ from salience.images import load_image
 from salience.models.preprocess import Preprocess
 from salience.server import render
 from salience.server.params import filter_key, image_size, sample_filter
-from salience.server.registry import RunEntry, RunRegistry, get_entry, get_registry
 from salience.server.routes.samples import pick_method
+from salience.server.run_cache import RunEntry, RunRegistry, get_entry, get_registry
 from salience.server.summaries import region_colors
 from salience.store import Run, SampleFilter
 

@@ -22,8 +22,8 @@ from salience.methods import list_methods, method_info
 from salience.server import render, schemas
 from salience.server.live import NO_MODEL, LiveModel
 from salience.server.params import image_size
-from salience.server.registry import RunEntry, RunRegistry, get_entry, get_registry
 from salience.server.routes.images import CACHE, image_file, unreadable
+from salience.server.run_cache import RunEntry, RunRegistry, get_entry, get_registry
 
 router = APIRouter(prefix="/api/runs/{run_id}", tags=["live"])
 
@@ -49,7 +49,7 @@ def live_status(entry: Entry, registry: Registry) -> schemas.LiveStatus:
         available=live is not None,
         reason=None if live is not None else NO_MODEL,
         model=live.loaded.spec if live is not None else None,
-        methods=list_methods() if live is not None else [],
+        methods=list_methods(model=live.loaded.module) if live is not None else [],
         pixel_methods=pixel_methods(),
         signed=[name for name in list_methods() if method_info(name).signed],
         classes=_classes(live, entry) if live is not None else len(run.class_names),
@@ -108,7 +108,7 @@ async def _computed(
         if hit is not None:
             return hit
         run = entry.run
-        model = live.model_for(entry)
+        model = live.model_for(entry.id, entry.run)
         with unreadable("image cannot be read"):
             done = explain_sample(model, run, sample_id, method, target)
         saliency = done.maps[method].saliency.astype(np.float32)

@@ -15,9 +15,9 @@ from salience.server import monitor_schemas as ms
 from salience.server import render
 from salience.server.monitors import MonitorEntry, MonitorRegistry, get_monitors
 from salience.server.params import image_size
-from salience.server.registry import RunRegistry, get_registry
 from salience.server.routes.images import CACHE, image_file, unreadable
 from salience.server.routes.samples import pick_method
+from salience.server.run_cache import RunRegistry, get_registry
 from salience.server.summaries import finite
 
 router = APIRouter(prefix="/api/monitors", tags=["monitors"])

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 
 from salience import __version__
 from salience.server import schemas
-from salience.server.registry import RunEntry, RunRegistry, get_entry, get_registry
+from salience.server.run_cache import RunEntry, RunRegistry, get_entry, get_registry
 from salience.server.summaries import finite, listed, ok_rows, shortcuts, summary
 from salience.store import Run
 

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from salience.errors import SalienceError
 from salience.server import query, schemas
 from salience.server.params import sample_filter
-from salience.server.registry import RunEntry, get_entry
+from salience.server.run_cache import RunEntry, get_entry
 from salience.server.summaries import finite, region_colors, stat_names, stats
 from salience.store import Run, SampleFilter
 

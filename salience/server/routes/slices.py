@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query
 from salience.errors import SalienceError
 from salience.monitor import slice_columns, slices, slices_file
 from salience.server import monitor_schemas as ms
-from salience.server.registry import RunEntry, get_entry
+from salience.server.run_cache import RunEntry, get_entry
 from salience.server.summaries import finite
 from salience.store import Run
 

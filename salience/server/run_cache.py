@@ -15,17 +15,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import pandas as pd
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
 from salience.errors import DamagedRunError, SalienceError
+from salience.live import mismatch
+from salience.models import LoadedModel
+from salience.server.live import LiveModel
 from salience.store import Run
-
-if TYPE_CHECKING:
-    from salience.server.live import LiveModel
 
 T = TypeVar("T")
 log = logging.getLogger("salience.server")
@@ -202,3 +202,28 @@ async def get_registry(request: Request) -> RunRegistry:
 async def get_entry(run_id: str, registry: RunRegistry = Depends(get_registry)) -> RunEntry:
     """FastAPI dependency: the run named in the path, or 404 (503 when it is damaged)."""
     return registry.entry(run_id)
+
+
+def attach(
+    registry: RunRegistry,
+    loaded: LoadedModel,
+    *,
+    force: bool = False,
+    time_limit_s: float = 60.0,
+    queue: int = 8,
+) -> list[str]:
+    """Serve live maps of ``registry``'s runs with ``loaded``. A model that is not the one a
+    run was audited with is refused in one line (:class:`SalienceError`) unless ``force``;
+    returns the mismatches that ``force`` let through."""
+    problems: dict[str, str] = {}
+    for rid, entry in registry.entries.items():
+        if entry.damage is None and entry.opened is not None:
+            reason = mismatch(entry.opened, loaded)
+            if reason:
+                problems[rid] = reason
+    if problems and not force:
+        raise SalienceError(
+            f"{next(iter(problems.values()))}; pass --force to compute live maps with it anyway"
+        )
+    registry.live = LiveModel(loaded, time_limit_s=time_limit_s, queue=queue)
+    return list(problems.values())
