@@ -32,6 +32,7 @@ STATS = "stats"
 MAPS = "maps"
 PARTIAL = ".partial"
 CHECKS = "checks"
+ATTACK = "attack"  # what `salience attack --run RUN` writes (attack.json, examples)
 
 
 def part_name(shard: int) -> str:
