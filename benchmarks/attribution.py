@@ -55,7 +55,9 @@ Variants = Callable[[list[Setting]], dict[str, Run]]
 # ----------------------------------------------------------------------------- the workload
 
 
-def build(size: int, images: int, tiny: bool = False) -> tuple[nn.Module, torch.Tensor]:
+def build(
+    size: int, images: int, tiny: bool = False, channels_last: bool = False
+) -> tuple[nn.Module, torch.Tensor]:
     """ResNet-18 (or the tiny model) with random weights, seed 0, and random inputs, seed 1."""
     import torchvision
 
@@ -63,6 +65,9 @@ def build(size: int, images: int, tiny: bool = False) -> tuple[nn.Module, torch.
     model = _tiny() if tiny else torchvision.models.resnet18()
     model.eval()
     x = torch.randn(images, 3, size, size, generator=torch.Generator().manual_seed(1))
+    if channels_last:  # every implementation gets the same NHWC model and inputs
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     return model, x
 
 
@@ -411,7 +416,9 @@ def bench_method(name: str, args: argparse.Namespace, settings: list[Setting]) -
     probe, _ = build(size, 1, args.tiny)
     passes = passes_per_image(name, probe, size)
     heavy = passes >= HEAVY_PASSES
-    model, x = build(size, args.heavy_images if heavy else args.images, args.tiny)
+    model, x = build(
+        size, args.heavy_images if heavy else args.images, args.tiny, args.channels_last
+    )
     t = targets(model, x)
     try:  # warm up (salience caches a memory probe) and check that the method applies
         _salience(name, None)(model, x[:1], t[:1])
@@ -460,6 +467,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; medians")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="NHWC model and inputs for every implementation (compare with a run without)",
+    )
     parser.add_argument("--no-peers", action="store_true", help="skip Captum / pytorch-grad-cam")
     parser.add_argument("--no-floor", action="store_true", help="skip the plain-loop floor")
     parser.add_argument(
@@ -486,7 +498,8 @@ def main(argv: list[str] | None = None) -> None:
         f"{'tiny CNN' if args.tiny else 'ResNet-18'}, random weights, {args.size} px, "
         f"{args.images} images ({args.heavy_images} for >= {HEAVY_PASSES} passes/image), "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}, medians of "
-        f"{args.repeat} interleaved rounds; {load()} at start"
+        f"{args.repeat} interleaved rounds{', channels-last' if args.channels_last else ''}; "
+        f"{load()} at start"
     )
     results = {n: bench_method(n, args, grid(args.grid)) for n in names}
     print(header + f"; {load()} at end")

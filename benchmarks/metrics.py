@@ -1,27 +1,29 @@
 """Perturbation-metric speed: salience vs. the forward floor, Quantus and pytorch-grad-cam.
 
 Deletion/insertion and ROAD evaluate many perturbed copies of every image. salience builds the
-copies chunk by chunk on the device and runs them forward only (no autograd graph). This script
-times, on one model and one batch (min over ``--repeat`` runs, because the machine is shared):
+copies chunk by chunk on the device and runs them forward only (no autograd graph). Every side
+runs under the same row counter (``benchmarks/_work.py``); each side's batch knob is swept over
+``--grid`` once, then its default and fastest setting run in turns, ``--repeat`` rounds, medians:
 
-- **floor**: the same number of rows, prebuilt, through the model in the same chunks under
-  ``torch.inference_mode`` (steps x one forward pass). Target: salience / floor <= 1.2;
-- **deletion / insertion** (salience) vs. **Quantus PixelFlipping** with the same pixels per
-  step (its closest equivalent; Quantus has no insertion);
-- **ROAD MoRF** (salience, all percentages in one call) vs. **pytorch-grad-cam**
-  ``ROADMostRelevantFirstAverage`` and **Quantus** ``ROAD`` on the same percentages; salience's
-  time is split into the batched imputation and the forward passes, and the forward part is
-  compared with its floor;
+- **floor**: the same rows, prebuilt, through the model in salience's default chunks under
+  ``torch.inference_mode``;
+- **deletion / insertion** vs. **Quantus PixelFlipping** (its closest equivalent; Quantus has no
+  insertion). Quantus counts each channel value as a feature and skips the untouched image, so
+  its ``features_in_step`` is set to run the same rows per image (``steps + 1``); its knob is
+  ``batch_size`` (images per pass);
+- **ROAD MoRF** vs. **pytorch-grad-cam** ``ROADMostRelevantFirst`` per percentage (as its
+  ``...Average`` does, but with ``return_diff=False``: the default scores the untouched images
+  again for every percentage, twice the rows) and **Quantus** ``ROAD``;
 - **imputation alone**: salience's batched multigrid-CG solve vs. pytorch-grad-cam's
   ``NoisyLinearImputer`` (one scipy spsolve per image and fraction, as in the ROAD reference).
 
-    python benchmarks/metrics.py                      # ResNet-18 (random weights), 8 images
-    python benchmarks/metrics.py --model efficientnet_lite0 --images 16 --steps 32
-    python benchmarks/metrics.py --smoke              # seconds: 2 images, 64 px, few steps
+    python benchmarks/metrics.py                      # ResNet-18 (random weights), 4 images
+    python benchmarks/metrics.py --model efficientnet_lite0 --images 4
+    python benchmarks/metrics.py --quick              # smoke run: 2 images, 32 px
     python benchmarks/metrics.py --json metrics.json
 
 Quantus and pytorch-grad-cam are benchmark-only dependencies (``pip install .[bench,dev]``);
-a missing one shows as "-". A peer that fails on this configuration shows its error.
+a missing one is left out. A peer that fails on this configuration shows its error.
 """
 
 from __future__ import annotations
