@@ -319,3 +319,14 @@ def test_cnn_and_windowed_attention_are_refused() -> None:
     with pytest.raises(UnsupportedModelError, match="within windows"):
         salience.explain(swin, _x((32, 32), 1), 0, "chefer")
     assert _same(before, _snapshot(swin))
+
+
+def test_registry_offers_them_only_where_they_apply() -> None:
+    from salience.cli.methods_cmd import methods_payload
+
+    cnn = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+    assert not set(METHODS) & set(salience.list_methods(model=cnn))
+    assert set(METHODS) <= set(salience.list_methods(model=_torchvision_vit()))
+    assert "gradient" in salience.list_methods(model=cnn)
+    needs = {row["name"]: row["needs"] for row in methods_payload()}
+    assert needs["chefer"] and needs["attention_rollout"] and needs["gradient"] is None

@@ -27,6 +27,7 @@ def methods_payload() -> list[dict[str, Any]]:
                 "passes": info.passes,
                 "summary": info.summary,
                 "params": {k: _plain(v) for k, v in info.params.items()},
+                "needs": info.needs or None,
             }
         )
     return out
@@ -56,10 +57,16 @@ def methods(
     table.add_column("signed", justify="center")
     table.add_column("passes per image")
     table.add_column("parameters (defaults)")
+    table.add_column("needs")
     for row in rows:
         params = ", ".join(f"{k}={v!r}" for k, v in row["params"].items() if k not in COMMON_PARAMS)
         table.add_row(
-            row["name"], row["family"], "yes" if row["signed"] else "no", row["passes"], params
+            row["name"],
+            row["family"],
+            "yes" if row["signed"] else "no",
+            row["passes"],
+            params,
+            row["needs"] or "",
         )
     console.print(table)
     console.print(

@@ -35,7 +35,7 @@ class AttentionMethod(Attribution):
 
     family = "attention"
     signed = False
-    needs = "a vision transformer with global attention (ViT, DeiT; not Swin)"
+    needs = "global attention (ViT, DeiT; not Swin)"
     needs_grad: ClassVar[bool]
 
     @classmethod

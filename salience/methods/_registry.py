@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from salience.errors import UnknownNameError
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from salience.methods._base import Attribution
 
 A = TypeVar("A", bound="type[Attribution]")
@@ -27,6 +29,7 @@ class MethodInfo:
     passes: str
     summary: str
     params: dict[str, Any]
+    needs: str = ""  # what a model must have for the method; "": any classifier
 
 
 def register_method(cls: A) -> A:
@@ -37,9 +40,15 @@ def register_method(cls: A) -> A:
     return cls
 
 
-def list_methods(family: str | None = None) -> list[str]:
-    """Registered method names, in registration order, optionally of one family."""
-    return [n for n, c in _METHODS.items() if family is None or c.family == family]
+def list_methods(family: str | None = None, model: nn.Module | None = None) -> list[str]:
+    """Registered method names, in registration order, optionally of one family and only
+    those that can explain ``model`` (see ``Attribution.unsupported``)."""
+    return [
+        n
+        for n, c in _METHODS.items()
+        if (family is None or c.family == family)
+        and (model is None or c.unsupported(model) is None)
+    ]
 
 
 def get_method(name: str) -> type[Attribution]:
@@ -59,4 +68,4 @@ def method_info(name: str) -> MethodInfo:
     }
     first_paragraph = inspect.cleandoc(cls.__doc__ or "").split("\n\n")[0]
     summary = " ".join(first_paragraph.split())
-    return MethodInfo(cls.name, cls.family, cls.signed, cls.passes, summary, params)
+    return MethodInfo(cls.name, cls.family, cls.signed, cls.passes, summary, params, cls.needs)
