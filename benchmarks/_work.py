@@ -128,8 +128,8 @@ def compare(
 
     ``sides`` maps a side to its settings (``"default"`` first) and their calls; the first side
     is the reference (salience). Every setting runs once under :func:`counting` (the sweep);
-    settings that run the very same passes as an earlier one are merged. Each side's default
-    and its fastest setting then run :func:`interleaved`. A side other than the reference that
+    values of a knob that run the same passes as an earlier setting are merged. Each default
+    and fastest setting then run :func:`interleaved`. A side other than the reference that
     raises is kept with its error. ``explained[side](ours, theirs)`` may name a known reason for
     a difference in rows (an extra pass built into the peer); any other difference is
     flagged UNEQUAL WORK.
@@ -158,7 +158,7 @@ def compare(
                 )
                 continue
             shape = (work.passes, work.widest, work.forward, work.backward)
-            if setting != "default" and any(
+            if "=" in setting and any(  # knob values only; named variants always stay
                 (r.work.passes, r.work.widest, r.work.forward, r.work.backward) == shape
                 for r in rows
             ):
