@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from enum import Enum
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, ParamSpec, TextIO, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec, TextIO, TypeVar
 
 import typer
 from click.exceptions import Abort, ClickException
@@ -31,6 +31,9 @@ from rich.text import Text
 from salience.cli._progress import Bars
 from salience.cli._progress import task as _task
 from salience.errors import SalienceError, SalienceWarning
+
+if TYPE_CHECKING:
+    from salience.models import LoadedModel
 
 console = Console(markup=False, highlight=False)
 err_console = Console(stderr=True, markup=False, highlight=False)
@@ -64,6 +67,30 @@ ChannelsLast = Annotated[
         "--channels-last",
         help="Keep the model's weights channels-last (NHWC): faster convolutions on CPUs and "
         "recent GPUs; maps change only by float rounding.",
+    ),
+]
+
+
+class PrecisionChoice(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+PrecisionOption = Annotated[
+    PrecisionChoice,
+    typer.Option(
+        "--precision",
+        help="Run the model's forward pass in fp32, bf16 (CPU or CUDA) or fp16 (CUDA only) "
+        "under autocast; `salience cost` measures how much the maps change.",
+    ),
+]
+CompileOption = Annotated[
+    bool,
+    typer.Option(
+        "--compile",
+        help="Run the model under torch.compile; its first (compiling) pass is reported "
+        "apart. Needs a C++ compiler on CPUs.",
     ),
 ]
 DataRoot = Annotated[
@@ -207,6 +234,37 @@ def write_json(path: Path, payload: Any) -> None:
 
 def print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+def load_cli_model(
+    spec: str,
+    weights: Path | None,
+    device: str,
+    preprocess: str | None,
+    channels_last: bool,
+    precision: PrecisionChoice,
+    compile_model: bool,
+) -> LoadedModel:
+    """``load_model`` with the commands' model settings; a compiled model's first
+    (compiling) pass is reported on stderr, apart from the command's own timings."""
+    from salience.models import load_model
+
+    loaded = load_model(
+        spec,
+        weights,
+        device,
+        preprocess=preprocess,
+        channels_last=channels_last,
+        precision=precision.value,
+        compile=compile_model,
+    )
+    if loaded.compile_warmup_s is not None:
+        err_console.print(
+            f"torch.compile warm-up: {loaded.compile_warmup_s:.1f} s (first pass; new input "
+            "shapes compile again)",
+            soft_wrap=True,
+        )
+    return loaded
 
 
 def progress(transient: bool = False) -> Bars:

@@ -16,14 +16,18 @@ from rich.table import Table
 from salience.cli import app
 from salience.cli._common import (
     ChannelsLast,
+    CompileOption,
     DataRoot,
     Device,
     LogTo,
     ModelSpec,
+    PrecisionChoice,
+    PrecisionOption,
     PreprocessSpec,
     Weights,
     console,
     err_console,
+    load_cli_model,
     print_json,
     progress,
     user_errors,
@@ -64,6 +68,8 @@ def audit(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1)] = 32,
     device: Device = "auto",
     channels_last: ChannelsLast = False,
+    precision: PrecisionOption = PrecisionChoice.fp32,
+    compile_model: CompileOption = False,
     workers: Annotated[
         int | None,
         typer.Option(
@@ -123,13 +129,14 @@ def audit(
     from salience.audit import audit as run_audit
     from salience.data.manifest import read_class_names
     from salience.export.mlflow import log_audit, require_mlflow
-    from salience.models import load_model
 
     if log_to:
         require_mlflow()  # before the work, not after it
 
     names = read_class_names(classes) if classes is not None else None
-    loaded = load_model(model, weights, device, preprocess=preprocess, channels_last=channels_last)
+    loaded = load_cli_model(
+        model, weights, device, preprocess, channels_last, precision, compile_model
+    )
     with progress() as bar:
         tid = bar.add_task("audit", total=None, rate="")
         first = True

@@ -15,12 +15,16 @@ from salience.cli import app
 from salience.cli._common import (
     MODEL_HELP,
     ChannelsLast,
+    CompileOption,
     DataRoot,
     Device,
+    PrecisionChoice,
+    PrecisionOption,
     PreprocessSpec,
     Weights,
     console,
     err_console,
+    load_cli_model,
     print_json,
     styled,
     task,
@@ -58,6 +62,8 @@ def explain(
     ),
     device: Device = "auto",
     channels_last: ChannelsLast = False,
+    precision: PrecisionOption = PrecisionChoice.fp32,
+    compile_model: CompileOption = False,
     preprocess: PreprocessSpec = None,
     root: DataRoot = None,
     sample: Annotated[
@@ -77,7 +83,6 @@ def explain(
     from salience.data.samples import write_sample
     from salience.explaining import DEFAULT_METHODS, explain_images, image_paths, read_images
     from salience.methods.spec import parse_method_spec
-    from salience.models import load_model
 
     specs = list(method or DEFAULT_METHODS)
     for spec in specs:
@@ -92,7 +97,9 @@ def explain(
             raise SalienceError("give the model with --model SPEC, e.g. --model efficientnet_lite0")
         model = "efficientnet_lite0"
 
-    loaded = load_model(model, weights, device, preprocess=preprocess, channels_last=channels_last)
+    loaded = load_cli_model(
+        model, weights, device, preprocess, channels_last, precision, compile_model
+    )
     pictures, skipped = read_images(paths, skipped)  # all read before any is explained
     if target is not None:
         loaded.class_index(target)  # an unknown class fails before the progress bar

@@ -32,6 +32,7 @@ from salience.device import resolve_device
 from salience.errors import SalienceError
 from salience.models.preprocess import Preprocess, parse_preprocess
 from salience.models.pretrained import RandomWeightsWarning, cached_timm, cached_torchvision
+from salience.models.settings import ModelSettings, Precision, apply_settings, warm_up
 from salience.models.weights import (
     apply_state_dict,
     classifier_outputs,
@@ -109,6 +110,8 @@ class LoadedModel:
     weights_sha256: str | None = None
     num_classes: int | None = None  # model outputs, when a plain forward pass tells
     weights_origin: str = "given"  # given | builtin | cache | random | archive | factory
+    settings: ModelSettings = field(default_factory=ModelSettings)
+    compile_warmup_s: float | None = None  # the first (compiling) forward pass, when compiled
 
     def __repr__(self) -> str:
         classes = self.num_classes if self.num_classes is not None else len(self.class_names)
@@ -167,6 +170,8 @@ class LoadedModel:
             "cam_layer": self.cam_layer,
             "preprocess": self.preprocess.describe(),
             "device": str(self.device),
+            "settings": self.settings.describe(),
+            "compile_warmup_s": self.compile_warmup_s,
         }
 
 
@@ -178,6 +183,8 @@ def load_model(
     preprocess: str | Preprocess | None = None,
     class_names: Sequence[str] | None = None,
     channels_last: bool = False,
+    precision: Precision = "fp32",
+    compile: bool = False,
 ) -> LoadedModel:
     """Load ``spec`` (see the module docstring) in eval mode on ``device`` (``"auto"``, as on
     the command line: CUDA, then MPS, then the CPU).
@@ -186,15 +193,19 @@ def load_model(
     spec such as ``"imagenet:size=160"``); ``class_names`` overrides its class names.
     ``channels_last`` stores the weights in NHWC order, which convolutions run faster on
     (benchmarks/attribution.py --channels-last); maps change only by float rounding.
+    ``precision`` (bf16, or fp16 on CUDA) runs the forward pass under autocast and
+    ``compile`` under ``torch.compile`` (see :mod:`salience.models.settings`; ``salience cost``
+    measures what either changes in the maps).
     """
     source = find_source(spec)
     weights_path = _existing(weights, "weights file") if weights is not None else None
     built = source.build(spec, weights_path)
     target = resolve_device(device)
-    module = built.module.to(target).eval()
-    if channels_last:
-        module = module.to(memory_format=torch.channels_last)
+    settings = ModelSettings(precision, compile, channels_last)
+    module = apply_settings(built.module.to(target).eval(), settings, owned=True)
     prep = parse_preprocess(preprocess) if preprocess is not None else built.preprocess
+    blank = torch.zeros(1, len(prep.mean), prep.size, prep.size, device=target)
+    warmup = warm_up(module, blank) if compile else None
     classes = _probe_classes(module, prep, target, spec)
     names = list(class_names) if class_names is not None else built.class_names
     if names is None or (classes is not None and len(names) != classes):
@@ -215,6 +226,8 @@ def load_model(
         weights_sha256=sha256_file(path) if path is not None else None,
         num_classes=classes,
         weights_origin=built.weights_origin,
+        settings=settings,
+        compile_warmup_s=warmup,
     )
 
 
