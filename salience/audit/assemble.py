@@ -47,7 +47,7 @@ def assemble(plan: Plan, c: BatchResult) -> BatchTables:
     items = plan.dataset.items
     positions = [d.position for d in c.decoded]
     pred = predictions(
-        c.logits, [plan.label_index[positions[i]] for i in c.ok], int(plan.manifest["top_k"])
+        c.logits, [plan.label_index[positions[i]] for i in c.ok], plan.manifest.top_k
     )
     names = plan.class_names
     samples: Columns = {
@@ -84,20 +84,20 @@ def assemble(plan: Plan, c: BatchResult) -> BatchTables:
     for col in plan.meta_columns:
         samples[col] = [dict(items[p].meta).get(col) for p in positions]
 
-    h, w = (int(v) for v in plan.manifest["map_size"])
+    h, w = (int(v) for v in plan.manifest.map_size)
     correct = [samples["correct"][i] for i in c.ok]
     masks = [c.decoded[i].regions for i in c.ok]
     stats: dict[str, Columns] = {}
     maps: dict[str, np.ndarray] = {}
-    for method in plan.manifest["methods"]:
+    for method in plan.manifest.methods:
         full = np.full((n, h, w), np.nan, dtype=np.float16)
-        cols: Columns = {c: [None] * n for c in plan.manifest["stat_columns"]}
+        cols: Columns = {c: [None] * n for c in plan.manifest.stat_columns}
         if plan.regions:
             cols["si_pattern"] = [None] * n
         cols["error"] = [f"no map: {e}" if e else "no map" for e in errors]
         found = c.maps.get(method)
         if found is not None and c.ok:
-            st = map_statistics(found, masks, plan.regions, correct, plan.manifest["ground_truth"])
+            st = map_statistics(found, masks, plan.regions, correct, plan.manifest.ground_truth)
             for key, values in st.items():
                 column = cols.setdefault(key, [None] * n)
                 as_list = _list(values) if isinstance(values, np.ndarray) else list(values)

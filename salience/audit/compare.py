@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from scipy.stats import rankdata
 from skimage.metrics import structural_similarity
 
-from salience.audit.shortcuts import json_safe, pick_method
 from salience.errors import SalienceError
+from salience.jsonsafe import json_safe
 from salience.store import Run
 
 SIMILARITIES = ("spearman", "ssim", "topk_iou")
@@ -205,10 +205,10 @@ def compare_runs(
     params: CompareParams = CompareParams(),
 ) -> dict[str, Any]:
     """The ``compare.json`` payload for runs ``a`` and ``b`` of the same images."""
-    method = pick_method(a, method)
-    pick_method(b, method)
+    method = a.method(method)
+    b.method(method)
     if reference is not None:
-        pick_method(reference, method)
+        reference.method(method)
     oa, ob = _outcomes(a), _outcomes(b)
     ids = [i for i in oa.index if i in ob.index]
     if not ids:

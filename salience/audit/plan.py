@@ -22,6 +22,7 @@ from salience.audit.stats import region_columns, stat_columns
 from salience.data.dataset import Dataset, Item
 from salience.errors import SalienceError
 from salience.models.sources import imagenet_classes, imagenet_wnids, memory_format
+from salience.store.manifest import Manifest, MethodKind
 
 FORMAT = 1
 # Keys of run.json that must match for a rerun to resume instead of being refused.
@@ -76,7 +77,7 @@ class Plan:
     meta_columns: list[str]
     shard_size: int
     batch_size: int
-    manifest: dict[str, Any]
+    manifest: Manifest
 
     @property
     def shards(self) -> int:
@@ -205,7 +206,10 @@ def make_plan(
     top_k: int,
     ground_truth: Sequence[str] | None,
     device: torch.device,
+    kinds: dict[str, MethodKind] | None = None,
 ) -> Plan:
+    """``methods``: name -> parameters; ``kinds``: name -> family and signedness (recorded in
+    ``run.json`` for readers)."""
     if shard_size < 1 or batch_size < 1:
         raise SalienceError("batch size and shard size must be at least 1")
     if min(map_size) < 2:
@@ -235,10 +239,10 @@ def make_plan(
     preprocess = model.preprocess
     describe = getattr(preprocess, "describe", None)
     weights = getattr(model, "weights_path", None)
-    manifest: dict[str, Any] = {
-        **versions(),
-        "format": FORMAT,
-        "model": {
+    manifest = Manifest(
+        versions=versions(),
+        format=FORMAT,
+        model={
             "spec": getattr(model, "spec", type(model.module).__name__),
             "architecture": getattr(model, "architecture", type(model.module).__name__),
             "weights": str(weights) if weights else None,
@@ -247,7 +251,7 @@ def make_plan(
             "cam_layer": model.cam_layer,
             "memory_format": memory_format(model.module),
         },
-        "dataset": {
+        dataset={
             "source": dataset.source,
             "kind": dataset.kind,
             "root": str(dataset.root),
@@ -255,27 +259,28 @@ def make_plan(
             "file_sha256": dataset.source_sha256,
             "count": len(dataset.items),
         },
-        "class_names": names,
-        "class_source": source,
-        "regions": regions,
-        "region_columns": region_columns(regions),
-        "ground_truth": list(ground_truth) if ground_truth else regions[1:],
-        "methods": methods,
-        "target": "predicted",
-        "map_size": list(map_size),
-        "shard_size": shard_size,
-        "batch_size": batch_size,
-        "top_k": top_k,
-        "preprocess": describe() if callable(describe) else None,
-        "meta_columns": meta_columns,
-        "stat_columns": stat_columns(regions),
-        "device": str(device),
-        "status": "running",
-        "created": now(),
-        "updated": now(),
-        "notes": dataset.notes,
-        "counts": {},
-    }
+        class_names=names,
+        class_source=source,
+        regions=regions,
+        region_columns=region_columns(regions),
+        ground_truth=list(ground_truth) if ground_truth else regions[1:],
+        methods=methods,
+        method_kinds=dict(kinds or {}),
+        target="predicted",
+        map_size=list(map_size),
+        shard_size=shard_size,
+        batch_size=batch_size,
+        top_k=top_k,
+        preprocess=describe() if callable(describe) else None,
+        meta_columns=meta_columns,
+        stat_columns=stat_columns(regions),
+        device=str(device),
+        status="running",
+        created=now(),
+        updated=now(),
+        notes=dataset.notes,
+        counts={},
+    )
     return Plan(
         dataset,
         names,
@@ -291,10 +296,11 @@ def make_plan(
     )
 
 
-def check_resume(stored: dict[str, Any], plan: Plan) -> None:
+def check_resume(stored: Manifest, plan: Plan) -> None:
     """Refuse to continue a run made by a different command (model, data, methods...)."""
-    fresh = json.loads(json.dumps(plan.manifest, default=str))
-    differs = [k for k in RESUME_KEYS if _comparable(k, stored.get(k)) != _comparable(k, fresh[k])]
+    fresh = json.loads(json.dumps(plan.manifest.to_json(), default=str))
+    old = stored.to_json()
+    differs = [k for k in RESUME_KEYS if _comparable(k, old.get(k)) != _comparable(k, fresh[k])]
     if differs:
         raise SalienceError(
             f"the run folder already holds an audit made with a different {', '.join(differs)}; "

@@ -12,6 +12,7 @@ import errno
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,11 @@ from salience.store.layout import (
     PARTIAL,
     SUMMARY,
     complete_shards,
-    read_json,
     remove_tree,
     write_json,
 )
 from salience.store.lock import RunLock
+from salience.store.manifest import MethodKind, read_manifest, write_manifest
 from salience.store.run import Run
 from salience.store.verify import damaged_shards
 from salience.store.writer import ShardWriter, write_index
@@ -131,8 +132,10 @@ def audit(
         top_k=top_k,
         ground_truth=ground_truth,
         device=dev,
+        kinds={n: MethodKind(m.family, m.signed) for n, m in built.items()},
     )
-    plan.manifest["mask_frame"] = "preprocess" if exact_frame(model.preprocess) else "whole image"
+    frame = "preprocess" if exact_frame(model.preprocess) else "whole image"
+    plan.manifest.extra["mask_frame"] = frame
     run = Path(out).expanduser()
     with _disk_full_in_one_line(run):
         run.mkdir(parents=True, exist_ok=True)
@@ -212,25 +215,20 @@ def _record_failure(run: Path, exc: BaseException) -> None:
 def discard_damaged(run: Path, plan: Plan) -> None:
     """Before resuming: check every complete shard against its recorded sizes and checksums
     and remove the damaged ones, which are then computed again like any missing shard."""
-    methods = list(plan.manifest["methods"])
-    writer = ShardWriter(run, plan.meta_columns, plan.manifest["stat_columns"], bool(plan.regions))
+    methods = list(plan.manifest.methods)
+    writer = ShardWriter(run, plan.meta_columns, plan.manifest.stat_columns, bool(plan.regions))
     for shard in damaged_shards(run, complete_shards(run), methods):
         writer.discard_shard(shard, methods)
 
 
 def _start(run: Path, plan: Plan) -> bool:
     """Write the manifest as ``running``; True when resuming a run already in the folder."""
-    path = run / MANIFEST
-    resumed = path.exists()
+    resumed = (run / MANIFEST).exists()
     if resumed:
-        stored = read_json(path)
+        stored = read_manifest(run)
         check_resume(stored, plan)
-        manifest = {
-            **plan.manifest,
-            "created": stored.get("created", now()),
-            "status": "running",
-            "updated": now(),
-        }
+        created = stored.created or now()
+        manifest = replace(plan.manifest, created=created, status="running", updated=now())
     else:
         others = [p.name for p in run.iterdir() if p.name != ".lock"]
         if others:
@@ -239,5 +237,5 @@ def _start(run: Path, plan: Plan) -> bool:
                 "choose a new or empty --out folder"
             )
         manifest = plan.manifest
-    write_json(path, manifest)
+    write_manifest(run, manifest)
     return resumed

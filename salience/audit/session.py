@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,11 +34,9 @@ from salience.device import resolve_device
 from salience.errors import SalienceError
 from salience.methods import Attribution
 from salience.store.layout import (
-    MANIFEST,
     complete_shards,
-    read_json,
-    write_json,
 )
+from salience.store.manifest import read_manifest, write_manifest
 from salience.store.writer import ShardWriter
 
 SHARD_MAP_BYTES = 256 * 2**20  # a shard's maps are held in memory until it is written
@@ -100,11 +98,16 @@ def default_workers(device: torch.device) -> int:
     return min(4, max(0, cpus - 1))
 
 
-def update_manifest(run: Path, **fields: Any) -> None:
-    """Merge ``fields`` into ``run.json`` (atomically), stamping the update time."""
-    manifest = read_json(run / MANIFEST)
-    manifest.update(fields, updated=now())
-    write_json(run / MANIFEST, manifest)
+def update_manifest(run: Path, **changes: Any) -> None:
+    """Set ``changes`` in ``run.json`` (atomically), stamping the update time; a key the
+    manifest does not name (``failure``) goes to its extra keys."""
+    manifest = read_manifest(run)
+    named = {f.name for f in fields(manifest)}
+    extra = {k: v for k, v in changes.items() if k not in named}
+    known = {k: v for k, v in changes.items() if k in named}
+    write_manifest(
+        run, replace(manifest, **known, extra={**manifest.extra, **extra}, updated=now())
+    )
 
 
 class AuditSession:
@@ -129,7 +132,7 @@ class AuditSession:
         self.shards = range(plan.shards) if shards is None else shards
         self.record = record
         self.writer = ShardWriter(
-            run, plan.meta_columns, plan.manifest["stat_columns"], pattern=bool(plan.regions)
+            run, plan.meta_columns, plan.manifest.stat_columns, pattern=bool(plan.regions)
         )
         self.buffers: dict[int, dict[tuple[int, int], BatchTables]] = {}
         self.queue: queue.Queue[BatchResult | None] = queue.Queue(maxsize=4)
@@ -160,9 +163,9 @@ class AuditSession:
             plan.dataset.items,
             plan.dataset.root,
             self.model.preprocess,
-            tuple(plan.manifest["map_size"]),
+            (plan.manifest.map_size[0], plan.manifest.map_size[1]),
             plan.regions,
-        )  # type: ignore[arg-type]
+        )
         cuda = self.device.type == "cuda"
         loader = DataLoader(
             stage,
@@ -202,7 +205,7 @@ class AuditSession:
     def _model_stage(
         self, module: torch.nn.Module, batch: Batch, decoded: list[Any], cuda: bool
     ) -> BatchResult:
-        h, w = self.plan.manifest["map_size"]
+        h, w = self.plan.manifest.map_size
         k = len(self.plan.class_names)
         reached = [i for i, d in enumerate(decoded) if d.x is not None]
         logits_parts: dict[int, np.ndarray] = {}
@@ -219,7 +222,7 @@ class AuditSession:
             if len(result.model_errors) < len(rows) and result.logits.shape[1] != k:
                 raise SalienceError(
                     f"the model has {result.logits.shape[1]} outputs but the run has {k} "
-                    f"classes ({self.plan.manifest['class_source']}); pass --classes FILE "
+                    f"classes ({self.plan.manifest.class_source}); pass --classes FILE "
                     "with one name per output"
                 )
             logits = result.logits.cpu().numpy()

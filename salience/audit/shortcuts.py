@@ -39,6 +39,7 @@ from salience.audit.class_shortcuts import (
 )
 from salience.audit.spray import downsample, mass_centre, peak, spray, top_mass
 from salience.errors import SalienceError
+from salience.jsonsafe import json_safe
 from salience.store import Run
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def find_shortcuts(
 
     With ``model`` every class-wide finding is tested by intervention; without, it is reported
     from the maps as "not confirmed" followed by ``no_model`` (why there is no model)."""
-    method = pick_method(run, method)
+    method = run.method(method)
     order = [c for c in ("shard", "row") if c in run.sample_columns()]
     samples = run.samples(["sample_id", "label", "pred", "correct", "error", *order])
     samples = samples[samples["error"].isna() & samples["label"].notna()]
@@ -147,19 +148,6 @@ def load_grids(run: Run, sample_ids: Sequence[str], method: str, grid: int) -> n
     return out
 
 
-def pick_method(run: Run, method: str | None) -> str:
-    """``method`` if the run has it; by default ``gradcam`` or else the run's first method."""
-    if method is not None:
-        if method not in run.methods:
-            raise SalienceError(
-                f"the run has no {method!r} maps; it has: {', '.join(run.methods) or 'none'}"
-            )
-        return method
-    if not run.methods:
-        raise SalienceError("the run has no saliency maps; audit it with --method")
-    return "gradcam" if "gradcam" in run.methods else run.methods[0]
-
-
 def _mean_shares(frame: pd.DataFrame, cols: dict[str, str]) -> dict[str, float]:
     return {r: _num(frame[c].mean()) for r, c in cols.items() if c in frame}
 
@@ -176,17 +164,6 @@ def _quantiles(frame: pd.DataFrame, cols: dict[str, str]) -> dict[str, list[floa
 def _num(value: Any) -> float:
     v = float(value)
     return round(v, 4) if np.isfinite(v) else float("nan")
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every NaN or infinity replaced by None (strict JSON)."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _class_report(

@@ -7,18 +7,11 @@ outside their annotated regions; and what was skipped or flagged, grouped by rea
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from salience.jsonsafe import finite
 from salience.store.filters import quote
 from salience.store.run import Run
-
-
-def _num(value: Any) -> float | None:
-    if value is None:
-        return None
-    v = float(value)
-    return None if math.isnan(v) else v
 
 
 def _reasons(
@@ -52,7 +45,7 @@ def summarize(run: Run, top: int = 5) -> dict[str, Any]:
         "predicted": int(head["predicted"]),
         "labelled": labelled,
         "accuracy": int(head["right"]) / labelled if labelled else None,
-        "balanced_accuracy": _num(supported["recall"].mean()) if len(supported) else None,
+        "balanced_accuracy": finite(supported["recall"].mean()) if len(supported) else None,
         "confused_pairs": [
             {"true": t, "pred": p, "count": int(n)} for t, p, n in confused.itertuples(index=False)
         ],
@@ -84,7 +77,7 @@ def summarize(run: Run, top: int = 5) -> dict[str, Any]:
             [method, top],
         )
         out["outside_masks"][method] = [
-            {"class": c, "share_outside": _num(v), "images": int(n)}
+            {"class": c, "share_outside": finite(v), "images": int(n)}
             for c, v, n in rows.itertuples(index=False)
         ]
         patterns = run.sql(

@@ -95,6 +95,7 @@ def shortcuts(
     from salience.audit.class_shortcuts import ClassWideParams
     from salience.audit.shortcuts import ShortcutParams, find_shortcuts
     from salience.store import Run
+    from salience.store.layout import SHORTCUTS
 
     params = ShortcutParams(
         region=region,
@@ -107,7 +108,7 @@ def shortcuts(
     opened = Run.open(run)
     loaded, why = _model(opened, model, weights, device, preprocess, no_model)
     result = find_shortcuts(opened, method, params, loaded, why)
-    target = out if out is not None else opened.path / "shortcuts.json"
+    target = out if out is not None else opened.path / SHORTCUTS
     write_json(target, result)
     if json_out:
         print_json(result)

@@ -26,7 +26,7 @@ from salience.errors import SalienceError
 from salience.models import LoadedModel, load_model
 from salience.report import write_report
 from salience.store import Run
-from salience.store.layout import write_json
+from salience.store.layout import COMPARE, SHORTCUTS, write_json
 
 FACTORY = "salience.demo.model:profession_net"
 REGIONS = ("head", "uniform", "background")
@@ -38,7 +38,7 @@ OUTPUTS = (
     "models",
     "runs",
     "demo.json",
-    "compare.json",
+    COMPARE,
     "report-v1.html",
     "report-v2.html",
     "report-v3.html",
@@ -221,12 +221,12 @@ def run_demo(
     for version, path in runs.items():
         run = Run.open(path)
         found = find_shortcuts(run, method)
-        write_json(path / "shortcuts.json", found)
+        write_json(path / SHORTCUTS, found)
         payload[version] = {"run": str(path), **region_summary(run, method)}
         payload[f"flagged_{version}"] = found["flagged"]
         step()
     comparison = compare_runs(Run.open(runs["v1"]), Run.open(runs["v2"]), method)
-    write_json(out / "compare.json", comparison)
+    write_json(out / COMPARE, comparison)
     payload["compare"] = {
         "accuracy": comparison["accuracy"],
         "balanced_accuracy": comparison["balanced_accuracy"],

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from salience.errors import SalienceError
+from salience.jsonsafe import json_safe
 from salience.store import Run
 from salience.viz.colormaps import scale
 from salience.viz.overlay import resize_map
@@ -91,18 +92,9 @@ def encode(saliency: np.ndarray, size: tuple[int, int], signed: bool) -> np.ndar
     return np.rint(s * 255.0).astype(np.uint8)
 
 
-def _plain(value: Any) -> Any:
-    """A table value as plain Python (NaN and NA -> None)."""
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
-    if value is None or (not isinstance(value, str) and bool(pd.isna(value))):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _by_id(frame: pd.DataFrame) -> dict[str, dict[str, Any]]:
     rows = frame.to_dict("records")
-    return {str(r.pop("sample_id")): {str(k): _plain(v) for k, v in r.items()} for r in rows}
+    return {str(r.pop("sample_id")): {str(k): json_safe(v) for k, v in r.items()} for r in rows}
 
 
 def export_media(
@@ -118,7 +110,7 @@ def export_media(
     signed = {m: is_signed_method(m) for m in methods}
     samples = run.samples()
     for index, raw in enumerate(samples.to_dict("records")):
-        row = {str(k): _plain(v) for k, v in raw.items()}
+        row = {str(k): json_safe(v) for k, v in raw.items()}
         sid = str(row["sample_id"])
         try:
             view = run.view_image(sid)

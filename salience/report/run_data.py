@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,8 +17,8 @@ import pandas as pd
 from PIL import Image
 
 from salience.errors import DamagedRunError, SalienceError
-from salience.methods import method_info
 from salience.store import Run
+from salience.store.manifest import Manifest
 from salience.viz import overlay
 
 MANY = 30  # above this many classes the matrix shows the most confused ones
@@ -53,7 +51,7 @@ class Cell:
 @dataclass
 class ReportData:
     title: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     methods: list[str]
     count: int
     errors: int
@@ -70,13 +68,6 @@ class ReportData:
     per_cell: int
     size: int
     seed: int
-
-
-def signed(method: str) -> bool:
-    try:
-        return bool(method_info(method).signed)
-    except SalienceError:
-        return False
 
 
 def data_uri(img: Image.Image) -> str:
@@ -110,7 +101,7 @@ def card(run: Run, row: Any, methods: list[str], size: int) -> Card:
     for m in methods:
         try:
             saliency = run.saliency(out.sample_id, m)  # covers the view, at the run's map size
-            blended = overlay(picture, saliency, signed=signed(m), stretch=True)
+            blended = overlay(picture, saliency, signed=run.signed(m), stretch=True)
         except DamagedRunError:
             raise
         except SalienceError:
@@ -178,7 +169,7 @@ def gather(
     with_support = metrics[metrics["support"] > 0]
     return ReportData(
         title=run.path.name,
-        manifest=run.manifest,
+        manifest=run.info,
         methods=chosen,
         count=len(samples),
         errors=len(samples) - len(ok),
@@ -190,7 +181,7 @@ def gather(
         top_confusions=off[:15],
         cells=off + diag,
         regions=_regions(run, samples, chosen),
-        shortcuts=_shortcuts(run.path),
+        shortcuts=_shortcuts(run),
         embedded=max_images - budget,
         per_cell=per_cell,
         size=size,
@@ -223,15 +214,10 @@ def _regions(run: Run, samples: pd.DataFrame, methods: list[str]) -> pd.DataFram
     return pd.DataFrame(rows) if rows else None
 
 
-def _shortcuts(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "shortcuts.json"
-    if not path.is_file():
-        return []
-    try:
-        classes = json.loads(path.read_text()).get("classes", [])
-    except (ValueError, AttributeError):
-        raise SalienceError(f"{path} is not valid JSON; rerun `salience shortcuts`") from None
-    out = [c for c in classes if isinstance(c, dict) and "class" in c]
+def _shortcuts(run: Run) -> list[dict[str, Any]]:
+    """The findings of ``salience shortcuts`` (:meth:`Run.shortcuts`), with the class-wide
+    maps drawn; a damaged findings file stops the report (:class:`DamagedRunError`)."""
+    out = run.shortcuts() or []
     for c in out:
         wide = c["class_wide"] if isinstance(c.get("class_wide"), dict) else {}
         if wide.get("flagged") or wide.get("map_flagged"):

@@ -2,31 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 from typing import Any
 
 import pandas as pd
 
 from salience.audit.stats import describe_stat
-from salience.errors import DamagedRunError, SalienceError
-from salience.methods import method_info
+from salience.errors import DamagedRunError
+from salience.jsonsafe import finite
 from salience.server import schemas
 from salience.server.render import REGION_COLORS
 from salience.server.run_cache import RunEntry
 from salience.store import Run
+from salience.store.layout import SHORTCUTS
+
+log = logging.getLogger("salience.server")
 
 NON_STATS = {"sample_id", "method", "error", "shard", "row"}
-
-
-def finite(x: Any) -> float | None:
-    """``x`` as a float, or None for missing/NaN/inf (JSON has no NaN)."""
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def ok_rows(samples: pd.DataFrame) -> pd.DataFrame:
@@ -59,17 +51,17 @@ def stat_names(entry: RunEntry) -> list[str]:
 
 
 def shortcuts(entry: RunEntry) -> list[schemas.ShortcutClass]:
-    """The findings of ``salience shortcuts`` when the run folder has a shortcuts.json."""
+    """The findings of ``salience shortcuts`` (:meth:`Run.shortcuts`). A damaged findings file
+    leaves the run viewable: the overview shows no findings and the log says why."""
 
     def make(run: Run) -> list[schemas.ShortcutClass]:
-        path = run.path / "shortcuts.json"
-        if not path.is_file():
-            return []
         try:
-            raw = json.loads(path.read_text())
-            return [_shortcut(c) for c in raw.get("classes", [])]
+            return [_shortcut(c) for c in run.shortcuts() or []]
+        except DamagedRunError as exc:
+            log.warning("%s", exc)
         except (ValueError, TypeError, AttributeError, KeyError):
-            return []
+            log.warning("run %s: %s holds findings of an unknown shape", run.path, SHORTCUTS)
+        return []
 
     return entry.cached("shortcuts", make)
 
@@ -134,7 +126,7 @@ def summary(entry: RunEntry) -> schemas.RunSummary:
             accuracy=finite(ok["correct"].astype(float).mean()) if len(ok) else None,
             class_names=list(run.class_names),
             methods=list(run.methods),
-            signed=[name for name in run.methods if _signed(name)],
+            signed=[name for name in run.methods if run.signed(name)],
             regions=list(run.regions),
             stats=stat_names(entry),
             stat_descriptions={
@@ -145,7 +137,7 @@ def summary(entry: RunEntry) -> schemas.RunSummary:
             map_size=[int(v) for v in m.get("map_size") or []],
             created=str(m["created"]) if m.get("created") else None,
             updated=str(m["updated"]) if m.get("updated") else None,
-            has_shortcuts=(run.path / "shortcuts.json").is_file(),
+            has_shortcuts=(run.path / SHORTCUTS).is_file(),
         )
 
     return entry.cached("summary", make)
@@ -160,9 +152,7 @@ def listed(entry: RunEntry) -> schemas.RunSummary:
         except DamagedRunError as exc:
             entry.mark_damaged(exc)
         except Exception as exc:  # any other failure of this run's files: logged, run listed
-            logging.getLogger("salience.server").error(
-                "cannot summarise run %s", entry.id, exc_info=exc
-            )
+            log.error("cannot summarise run %s", entry.id, exc_info=exc)
             return damaged(entry, "this run cannot be read; the server log has the details")
     return damaged(entry, entry.damage or "damaged")
 
@@ -175,13 +165,6 @@ def damaged(entry: RunEntry, reason: str) -> schemas.RunSummary:
         meta=[], splits=[], map_size=[], created=None, updated=None, has_shortcuts=False,
         problem=reason,
     )  # fmt: skip
-
-
-def _signed(method: str) -> bool:
-    try:
-        return bool(method_info(method).signed)
-    except SalienceError:  # a method this installation does not know
-        return False
 
 
 def region_colors(entry: RunEntry) -> dict[int, tuple[str, str]]:

@@ -32,6 +32,8 @@ STATS = "stats"
 MAPS = "maps"
 PARTIAL = ".partial"
 CHECKS = "checks"
+SHORTCUTS = "shortcuts.json"  # salience shortcuts, inside the run
+COMPARE = "compare.json"  # salience compare
 ATTACK = "attack"  # what `salience attack --run RUN` writes (attack.json, examples)
 
 
@@ -139,7 +141,11 @@ def write_npy(path: Path, array: np.ndarray) -> Stamp:
     return atomic_write(path, lambda f: np.save(f, array, allow_pickle=False))
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def read_json(
+    path: Path, fix: str = "delete the folder and rerun the audit command"
+) -> dict[str, Any]:
+    """A run file's JSON object: :class:`SalienceError` when it is missing (no run),
+    :class:`DamagedRunError` when it cannot be read (``fix`` says how to write it again)."""
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -148,14 +154,10 @@ def read_json(path: Path) -> dict[str, Any]:
             "`salience audit --out DIR`"
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DamagedRunError(
-            f"run {path.parent}: {path.name} is damaged ({exc}); delete the folder and rerun "
-            "the audit command"
-        ) from None
+        raise DamagedRunError(f"run {path.parent}: {path.name} is damaged ({exc}); {fix}") from None
     if not isinstance(data, dict):
         raise DamagedRunError(
-            f"run {path.parent}: {path.name} is damaged (not a JSON object); delete the folder "
-            "and rerun the audit command"
+            f"run {path.parent}: {path.name} is damaged (not a JSON object); {fix}"
         )
     return data
 

@@ -20,11 +20,12 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from salience.errors import SalienceError
+from salience.errors import DamagedRunError, SalienceError
 from salience.store.filters import SampleFilter, quote, where_clause
 from salience.store.layout import (
     INDEX,
     MANIFEST,
+    SHORTCUTS,
     complete_shards,
     map_file,
     read_json,
@@ -32,6 +33,7 @@ from salience.store.layout import (
     stats_file,
 )
 from salience.store.lock import is_locked
+from salience.store.manifest import Manifest
 from salience.store.verify import check_shards, damaged, find_damage, map_problem
 from salience.store.writer import samples_schema, stats_schema
 
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 _OPEN_MAPS = 128  # memory-mapped map files kept open
+DEFAULT_METHOD = "gradcam"  # the method a reader shows when none is asked for
 
 
 def _read_index(path: Path) -> dict[str, np.ndarray] | None:
@@ -61,6 +64,7 @@ class Run:
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = path
         self._manifest = manifest
+        self._info = Manifest.from_json(manifest, str(path / MANIFEST))
         self._manifest_mtime = (path / MANIFEST).stat().st_mtime_ns
         self._db = duckdb.connect()
         self._db.execute("SET parquet_metadata_cache = true")
@@ -78,8 +82,7 @@ class Run:
         if not p.is_dir():
             raise SalienceError(f"run folder {str(p)!r} does not exist")
         manifest = read_json(p / MANIFEST)
-        if "salience" not in manifest or "methods" not in manifest:
-            raise SalienceError(f"{p / MANIFEST} is not a salience run manifest")
+        Manifest.from_json(manifest, str(p / MANIFEST))  # not a run manifest: one line
         p = p.resolve()
         check_shards(p, complete_shards(p), (), deep=False)  # maps: when first read
         return cls(p, manifest)
@@ -100,26 +103,78 @@ class Run:
     # -- manifest ----------------------------------------------------------------------------
     @property
     def manifest(self) -> dict[str, Any]:
-        """``run.json``, re-read when the writer has updated it."""
-        try:
-            mtime = (self.path / MANIFEST).stat().st_mtime_ns
-        except FileNotFoundError:
-            return self._manifest
-        if mtime != self._manifest_mtime:
-            self._manifest, self._manifest_mtime = read_json(self.path / MANIFEST), mtime
+        """``run.json`` as it stands on disk (the JSON object), re-read when the writer has
+        updated it; :attr:`info` is the same, typed."""
+        self._refresh()
         return self._manifest
 
     @property
+    def info(self) -> Manifest:
+        """``run.json``, typed (:class:`~salience.store.manifest.Manifest`)."""
+        self._refresh()
+        return self._info
+
+    def _refresh(self) -> None:
+        try:
+            mtime = (self.path / MANIFEST).stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if mtime != self._manifest_mtime:
+            raw = read_json(self.path / MANIFEST)
+            info = Manifest.from_json(raw, str(self.path / MANIFEST))
+            self._manifest, self._info, self._manifest_mtime = raw, info, mtime
+
+    @property
     def class_names(self) -> list[str]:
-        return list(self.manifest["class_names"])
+        return list(self.info.class_names)
 
     @property
     def methods(self) -> list[str]:
-        return list(self.manifest["methods"])
+        return list(self.info.methods)
+
+    def method(self, preferred: str | None = None) -> str:
+        """The method a reader shows: ``preferred`` when the run has its maps; by default
+        ``gradcam`` when the run has it, else the run's first method (one rule for the
+        explorer, ``salience shortcuts`` and ``salience compare``)."""
+        if preferred is not None:
+            if preferred not in self.methods:
+                has = ", ".join(self.methods) or "none"
+                raise SalienceError(f"the run has no {preferred!r} maps; it has: {has}")
+            return preferred
+        if not self.methods:
+            raise SalienceError("the run has no saliency maps; audit it with --method")
+        return DEFAULT_METHOD if DEFAULT_METHOD in self.methods else self.methods[0]
+
+    def signed(self, method: str) -> bool:
+        """Whether ``method``'s maps are signed, as ``run.json`` records it (for runs audited
+        before it was recorded: as the installed registry says; False for an unknown name)."""
+        kind = self.info.method_kinds.get(method)
+        if kind is not None:
+            return kind.signed
+        from salience.methods import method_info
+
+        try:
+            return bool(method_info(method).signed)
+        except SalienceError:
+            return False
+
+    def shortcuts(self) -> list[dict[str, Any]] | None:
+        """The classes of ``salience shortcuts``'s findings (``shortcuts.json``), None when
+        there are none; :class:`DamagedRunError` when the file cannot be read."""
+        path = self.path / SHORTCUTS
+        if not path.is_file():
+            return None
+        classes = read_json(path, fix="rerun `salience shortcuts`").get("classes", [])
+        if not isinstance(classes, list):
+            raise DamagedRunError(
+                f"run {self.path}: {SHORTCUTS} is damaged (classes is not a list); rerun "
+                "`salience shortcuts`"
+            )
+        return [c for c in classes if isinstance(c, dict) and "class" in c]
 
     @property
     def regions(self) -> list[str]:
-        return list(self.manifest.get("regions", []))
+        return list(self.info.regions)
 
     @property
     def region_legend(self) -> dict[int, str]:
@@ -129,11 +184,11 @@ class Run:
     @property
     def region_columns(self) -> dict[str, str]:
         """Region name -> the suffix of its ``share_``/``density_`` statistic columns."""
-        return dict(self.manifest.get("region_columns", {}))
+        return dict(self.info.region_columns)
 
     @property
     def status(self) -> str:
-        return str(self.manifest["status"])
+        return self.info.status
 
     @property
     def is_live(self) -> bool:
@@ -142,11 +197,11 @@ class Run:
 
     @property
     def data_root(self) -> Path:
-        return Path(self.manifest["dataset"]["root"])
+        return Path(self.info.dataset["root"])
 
     @property
     def map_size(self) -> tuple[int, int]:
-        h, w = self.manifest["map_size"]
+        h, w = self.info.map_size
         return int(h), int(w)
 
     # -- SQL ---------------------------------------------------------------------------------
@@ -171,9 +226,9 @@ class Run:
                 f"CREATE OR REPLACE TEMP VIEW stats AS SELECT * FROM read_parquet({stat_files})"
             )
         else:
-            m = self.manifest
-            cur.register("samples", samples_schema(m["meta_columns"]).empty_table())
-            schema = stats_schema(m["stat_columns"], bool(m.get("regions")))
+            m = self.info
+            cur.register("samples", samples_schema(m.meta_columns).empty_table())
+            schema = stats_schema(m.stat_columns, bool(m.regions))
             cur.register("stats", schema.empty_table())
         return cur
 
@@ -188,11 +243,11 @@ class Run:
             cur.close()
 
     def sample_columns(self) -> list[str]:
-        return samples_schema(self.manifest["meta_columns"]).names
+        return samples_schema(self.info.meta_columns).names
 
     def stat_columns(self) -> list[str]:
         """Per-map statistic columns (numeric, plus ``si_pattern`` with masks)."""
-        cols = list(self.manifest["stat_columns"])
+        cols = list(self.info.stat_columns)
         return [*cols, "si_pattern"] if self.regions else cols
 
     def count(self) -> int:
@@ -222,7 +277,7 @@ class Run:
         )
 
     def _name(self, index: int) -> str:
-        names = self.manifest["class_names"]
+        names = self.info.class_names
         return str(names[index]) if 0 <= index < len(names) else f"class {index}"
 
     def confusion_matrix(self, normalize: bool = False) -> pd.DataFrame:
@@ -333,7 +388,7 @@ class Run:
 
     # -- maps --------------------------------------------------------------------------------
     def _check_method(self, method: str) -> None:
-        if method not in self.manifest["methods"]:
+        if method not in self.info.methods:
             raise SalienceError(
                 f"this run has no maps for method {method!r}; it has: {', '.join(self.methods)}"
             )
@@ -490,7 +545,7 @@ class Run:
         from salience.images import load_image
 
         img = load_image(self.image_path(sample_id))
-        spec = self.manifest.get("preprocess")
+        spec = self.info.preprocess
         if not isinstance(spec, dict):
             return img
         from salience.models.preprocess import Preprocess

@@ -8,11 +8,12 @@ import numpy as np
 from fastapi import APIRouter, Depends
 
 from salience.errors import SalienceError
+from salience.jsonsafe import finite
 from salience.server import schemas
 from salience.server.query import table
 from salience.server.routes.samples import pick_method
 from salience.server.run_cache import RunEntry, get_entry
-from salience.server.summaries import finite, stat_names
+from salience.server.summaries import stat_names
 from salience.store import Run
 
 router = APIRouter(prefix="/api/runs/{run_id}", tags=["confusion"])

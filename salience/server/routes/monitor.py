@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import Response
 
 from salience.errors import SalienceError
+from salience.jsonsafe import finite
 from salience.monitor.prometheus import INSTALL, metrics_text
 from salience.server import monitor_schemas as ms
 from salience.server import render
@@ -18,7 +19,6 @@ from salience.server.params import image_size
 from salience.server.routes.images import CACHE, image_file, unreadable
 from salience.server.routes.samples import pick_method
 from salience.server.run_cache import RunRegistry, get_registry
-from salience.server.summaries import finite
 
 router = APIRouter(prefix="/api/monitors", tags=["monitors"])
 metrics_router = APIRouter(tags=["monitors"])

@@ -8,9 +8,10 @@ import numpy as np
 from fastapi import APIRouter, Depends
 
 from salience import __version__
+from salience.jsonsafe import finite
 from salience.server import schemas
 from salience.server.run_cache import RunEntry, RunRegistry, get_entry, get_registry
-from salience.server.summaries import finite, listed, ok_rows, shortcuts, summary
+from salience.server.summaries import listed, ok_rows, shortcuts, summary
 from salience.store import Run
 
 router = APIRouter(prefix="/api", tags=["runs"])

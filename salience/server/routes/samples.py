@@ -9,10 +9,11 @@ import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from salience.errors import SalienceError
+from salience.jsonsafe import finite
 from salience.server import query, schemas
 from salience.server.params import sample_filter
 from salience.server.run_cache import RunEntry, get_entry
-from salience.server.summaries import finite, region_colors, stat_names, stats
+from salience.server.summaries import region_colors, stat_names, stats
 from salience.store import Run, SampleFilter
 
 router = APIRouter(prefix="/api/runs/{run_id}/samples", tags=["samples"])
@@ -32,12 +33,10 @@ def _bool(v: Any) -> bool | None:
 
 
 def pick_method(entry: RunEntry, method: str | None) -> str | None:
-    methods = entry.run.methods
-    if method is None:
-        return methods[0] if methods else None
-    if method not in methods:
-        raise SalienceError(f"method {method!r} is not in this run; it has: {', '.join(methods)}")
-    return method
+    """``method`` if the run has it, by default the run's default (:meth:`Run.method`); None
+    for a run without maps when none is asked for."""
+    run = entry.run
+    return run.method(method) if method is not None or run.methods else None
 
 
 @router.get("", response_model=schemas.SamplePage)

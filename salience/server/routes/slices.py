@@ -9,10 +9,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from salience.errors import SalienceError
+from salience.jsonsafe import finite
 from salience.monitor import slice_columns, slices, slices_file
 from salience.server import monitor_schemas as ms
 from salience.server.run_cache import RunEntry, get_entry
-from salience.server.summaries import finite
 from salience.store import Run
 
 router = APIRouter(prefix="/api/runs/{run_id}/slices", tags=["slices"])
