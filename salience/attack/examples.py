@@ -10,11 +10,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from salience.attack.files import EXAMPLES as FOLDER
 from salience.attack.pipeline import AttackRun
 from salience.viz.overlay import overlay
 from salience.viz.png import save_png
-
-FOLDER = "examples"
 
 
 def picture(pixels: torch.Tensor) -> np.ndarray:

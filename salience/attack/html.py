@@ -8,6 +8,8 @@ import html
 from pathlib import Path
 from typing import Any
 
+from salience.attack.files import PAGE
+
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1180px; color: #222; }
 h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -205,6 +207,6 @@ def write_attack_html(report: dict[str, Any], out: Path) -> Path:
         f"<!doctype html><html><head><meta charset=utf-8><title>{_e(title)}</title>"
         f"<style>{STYLE}</style></head><body><h1>{_e(title)}</h1>{body}</body></html>"
     )
-    path = out / "attack.html"
+    path = out / PAGE
     path.write_text(page, encoding="utf-8")
     return path

@@ -121,6 +121,14 @@ def attack(
     examples: Annotated[int, typer.Option(help="Example images in the report.")] = 4,
     root: DataRoot = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("attack"),
+    run_folder: Annotated[
+        Path | None,
+        typer.Option(
+            "--run",
+            help="A run from `salience audit`: write into RUN/attack instead of --out (the "
+            "explorer's Attack tab shows it).",
+        ),
+    ] = None,
     weights: Weights = None,
     device: Device = "auto",
     preprocess: PreprocessSpec = None,
@@ -139,12 +147,15 @@ def attack(
         units,
     )
     from salience.attack.examples import write_examples
+    from salience.attack.files import PAGE, REPORT, run_attack_folder
     from salience.attack.html import write_attack_html
     from salience.attack.load import load_attack_batch, pixel_model
     from salience.attack.prediction import get_attack
     from salience.models import load_model
 
     require_torchattacks()
+    if run_folder is not None:
+        out = run_attack_folder(run_folder)
     attacks = tuple(attack_name or ("pgd", "fgsm"))
     for a in attacks:
         get_attack(a)
@@ -181,13 +192,13 @@ def attack(
     report["images"] = paths
     out.mkdir(parents=True, exist_ok=True)
     report["examples"] = write_examples(run, out, paths)
-    write_json(out / "attack.json", report)
+    write_json(out / REPORT, report)
     write_attack_html(report, out)
     if json_out:
         print_json(report)
         return
     show(report)
-    console.print(f"wrote {out / 'attack.json'} and {out / 'attack.html'}")
+    console.print(f"wrote {out / REPORT} and {out / PAGE}")
 
 
 def show(report: dict[str, Any]) -> None:

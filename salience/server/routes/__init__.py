@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from salience.server.routes import (
+    attack,
     colormaps,
     compare,
     confusion,
@@ -27,4 +28,5 @@ ROUTERS: list[APIRouter] = [
     monitor.router,
     monitor.metrics_router,
     slices.router,
+    attack.router,
 ]

@@ -6,8 +6,9 @@ import * as samples from "./samples.js";
 import * as compare from "./compare.js";
 import * as monitor from "./monitor.js";
 import * as slices from "./slices.js";
+import * as attack from "./attack.js";
 
-const VIEWS = { overview, samples, compare, monitor, slices };
+const VIEWS = { overview, samples, compare, monitor, slices, attack };
 export const app = { runs: [], byId: {}, colormaps: {} };
 
 const $ = (id) => document.getElementById(id);
