@@ -1,4 +1,4 @@
-"""Audit performance (issue 4's acceptance numbers), three parts:
+"""Audit performance (issue 4's acceptance numbers, and issue 11's shared passes), four parts:
 
 - **throughput**: ``salience audit`` end to end with Grad-CAM (decode in workers, model,
   statistics and writes in a writer thread) against the engine alone, ``salience.explain`` on
@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -352,6 +354,123 @@ def store(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
 
 
+# ----------------------------------------------------------------------------- shared passes
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
+SEVEN = (
+    "gradcam",
+    "gradcam_pp",
+    "xgradcam",
+    "layercam",
+    "hirescam",
+    "gradient",
+    "input_x_gradient",
+)
+
+
+@contextmanager
+def sharing(on: bool) -> Iterator[None]:
+    from salience.methods._shared import SHARE_ENV
+
+    before = os.environ.get(SHARE_ENV)
+    os.environ[SHARE_ENV] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[SHARE_ENV]
+        else:
+            os.environ[SHARE_ENV] = before
+
+
+def shared(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    import torch
+
+    import salience
+    from salience.audit import audit
+    from salience.audit.attribute import attribute
+    from salience.audit.runner import build_methods
+    from salience.images import load_image
+    from salience.methods import explain_many
+
+    if not (SAMPLES / "labels.csv").exists():
+        return {"skipped": f"no photos at {SAMPLES}"}
+    model = salience.load_model(args.shared_model, device="cpu")
+    rows = (SAMPLES / "labels.csv").read_text().splitlines()[1 : args.shared_images + 1]
+    files = [line.split(",")[0] for line in rows]
+    manifest = work / "shared-manifest.csv"
+    manifest.write_text("path\n" + "\n".join(str(SAMPLES / f) for f in files) + "\n")
+    x = torch.stack([model.preprocess(load_image(SAMPLES / f)) for f in files])
+    methods, _ = build_methods(list(SEVEN), model.cam_layer)
+    size = (args.map_size, args.map_size)
+    batch = args.shared_batch
+
+    def engine(on: bool) -> float:
+        with sharing(on):
+            t0 = time.perf_counter()
+            for a in range(0, len(x), batch):
+                attribute(model.module, x[a : a + batch], methods, size)
+            return (time.perf_counter() - t0) / len(x)
+
+    def end_to_end(on: bool, rep: int) -> float:
+        with sharing(on):
+            t0 = time.perf_counter()
+            audit(
+                model,
+                manifest,
+                work / f"shared-{on}-{rep}",
+                list(SEVEN),
+                batch_size=batch,
+                map_size=args.map_size,
+                device="cpu",
+                workers=0,
+            )
+            return (time.perf_counter() - t0) / len(x)
+
+    def alone(names: list[str]) -> float:
+        t0 = time.perf_counter()
+        for a in range(0, len(x), batch):
+            explain_many(model.module, x[a : a + batch], {n: methods[n] for n in names})
+        return (time.perf_counter() - t0) / len(x)
+
+    engine(True)  # warm-up: layer probe, chunk sizes, allocator
+    times: dict[str, list[float]] = {
+        "engine_shared": [],
+        "engine_alone": [],
+        "audit_shared": [],
+        "audit_alone": [],
+    }
+    loads = [os.getloadavg()[0]]
+    for rep in range(args.repeat):
+        for on in (True, False) if rep % 2 == 0 else (False, True):
+            times["engine_shared" if on else "engine_alone"].append(engine(on))
+        if args.shared_audit:
+            for on in (True, False) if rep % 2 == 0 else (False, True):
+                times["audit_shared" if on else "audit_alone"].append(end_to_end(on, rep))
+        loads.append(os.getloadavg()[0])
+    costs = {n: alone([n]) for n in ("gradcam", "gradient")}
+    costs["seven shared"] = alone(list(SEVEN))
+    ms = {k: [round(v * 1000, 1) for v in vs] for k, vs in times.items() if vs}
+    med = {k: float(np.median(vs)) for k, vs in ms.items()}
+    out: dict[str, Any] = {
+        "model": args.shared_model,
+        "images": len(x),
+        "batch": batch,
+        "threads": torch.get_num_threads(),
+        "ms_per_image": ms,
+        "engine_ratio": round(med["engine_alone"] / med["engine_shared"], 2),
+        "engine_ratios": [
+            round(a / s, 2) for s, a in zip(ms["engine_shared"], ms["engine_alone"], strict=True)
+        ],
+        "alone_ms_per_image": {k: round(v * 1000, 1) for k, v in costs.items()},
+        "load_1min": [round(v, 1) for v in loads],
+        "target": ">= 3",
+    }
+    if "audit_shared" in med:
+        out["audit_ratio"] = round(med["audit_alone"] / med["audit_shared"], 2)
+    return out
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -376,11 +495,22 @@ def main() -> None:
     p.add_argument("--accesses", type=int, default=1000)
     p.add_argument("--keep", type=Path, help="keep generated data here (default: a temp dir)")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
+    p.add_argument("--shared-model", default="efficientnet_lite0")
+    p.add_argument("--shared-images", type=int, default=32)
+    p.add_argument("--shared-batch", type=int, default=32)
+    p.add_argument("--repeat", type=int, default=3, help="interleaved repeats (shared part)")
+    p.add_argument(
+        "--no-shared-audit",
+        dest="shared_audit",
+        action="store_false",
+        help="shared part: time only the model stage, not whole audits",
+    )
     args = p.parse_args()
     if args.quick:
         args.images, args.image_size, args.batch = 32, 128, 16
         args.rss_sizes, args.store_images, args.accesses = [200, 1000], 5000, 200
-    parts = {"throughput": throughput, "rss": rss, "store": store}
+        args.shared_images, args.shared_batch, args.repeat = 8, 8, 1
+    parts = {"throughput": throughput, "rss": rss, "store": store, "shared": shared}
     with tempfile.TemporaryDirectory(prefix="salience-bench-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

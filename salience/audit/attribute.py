@@ -5,8 +5,8 @@ a method) it retries one image at a time, so that one bad image costs only its o
 
 The predicted class is what every map explains. To avoid a forward pass only for the
 prediction, :class:`LogitTap` records the model's outputs on the clean batch while the first
-method runs (every method evaluates the clean images at least once); only if it did not see
-every image is a separate forward pass made.
+method (or group of methods sharing a pass) runs; most methods evaluate the clean images at
+least once. Only if it did not see every image is a separate forward pass made.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import nn
 
 from salience._guard import model_guard
 from salience.errors import SalienceError
-from salience.methods import Attribution
+from salience.methods import Attribution, explain_many, share_groups
 from salience.outputs import select_output
 
 
@@ -104,30 +104,51 @@ def attribute(
     methods: dict[str, Attribution],
     map_size: tuple[int, int],
 ) -> Attributed:
-    """Run every method on ``x`` explaining the predicted class. A :class:`SalienceError`
-    (a wrong setup) stops the audit; any other failure is recorded for this batch only."""
+    """Run every method on ``x`` explaining the predicted class; methods that share a pass
+    run it once (:func:`~salience.methods.explain_many`). A :class:`SalienceError` (a wrong
+    setup) stops the audit; any other failure is recorded for this batch only."""
     maps: dict[str, torch.Tensor | None] = {}
     errors: dict[str, str | None] = {}
     logits: torch.Tensor | None = None
-    for i, (name, method) in enumerate(methods.items()):
+    for i, group in enumerate(share_groups(methods)):
         target = None if logits is None else logits.argmax(1)
-        try:
-            if i == 0:
-                with LogitTap(model, x) as tap:
-                    raw = method.explain(model, x, target)
-                logits = tap.logits()
-            else:
-                raw = method.explain(model, x, target)
-            maps[name], errors[name] = resize_maps(raw.detach(), map_size), None
-        except SalienceError:
-            raise
-        except Exception as exc:  # recorded per batch; the run goes on
-            maps[name], errors[name] = None, failure("method failed", exc)
+        if i == 0:
+            with LogitTap(model, x) as tap:
+                found = _explain_group(model, x, group, target)
+            logits = tap.logits()
+        else:
+            found = _explain_group(model, x, group, target)
+        for name, (raw, error) in found.items():
+            maps[name] = None if raw is None else resize_maps(raw.detach(), map_size)
+            errors[name] = error
         if logits is None:
             logits = forward(model, x)
     if logits is None:
         logits = forward(model, x)
     return Attributed(logits.detach().float(), maps, errors)
+
+
+def _explain_group(
+    model: nn.Module, x: torch.Tensor, group: dict[str, Attribution], target: Any
+) -> dict[str, tuple[torch.Tensor | None, str | None]]:
+    """Maps (or None and why) of methods sharing a pass; if the shared run fails, each method
+    runs alone, so that only the failing ones are recorded."""
+    try:
+        return {n: (m, None) for n, m in explain_many(model, x, group, target).items()}
+    except SalienceError:
+        raise
+    except Exception as exc:  # recorded per batch; the run goes on
+        if len(group) == 1:
+            return {name: (None, failure("method failed", exc)) for name in group}
+    found: dict[str, tuple[torch.Tensor | None, str | None]] = {}
+    for name, method in group.items():
+        try:
+            found[name] = (method.explain(model, x, target), None)
+        except SalienceError:
+            raise
+        except Exception as exc:
+            found[name] = (None, failure("method failed", exc))
+    return found
 
 
 def failure(kind: str, exc: BaseException) -> str:

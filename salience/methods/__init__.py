@@ -47,6 +47,7 @@ from salience.methods import (  # noqa: F401  (imported to register, in this ord
 # isort: on
 from salience.methods._base import Attribution, Problem, Reduce
 from salience.methods._registry import MethodInfo, get_method, list_methods, method_info
+from salience.methods._shared import explain_many, share_groups
 from salience.methods.spec import parse_method_spec
 from salience.outputs import OutputSelector
 from salience.targets import TargetLike
@@ -57,10 +58,12 @@ __all__ = [
     "Problem",
     "build_method",
     "explain",
+    "explain_many",
     "from_spec",
     "get_method",
     "list_methods",
     "method_info",
+    "share_groups",
     "with_model_layer",
 ]
 

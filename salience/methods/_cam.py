@@ -1,78 +1,25 @@
 """Shared machinery of the class-activation-map family.
 
-Activations are captured by a forward hook that re-roots the layer's output as a fresh leaf,
-so gradients are taken with respect to the layer alone and the backward pass stops there
-(nothing below the layer is differentiated).
+A CAM reads one layer's activations (and gradients) from the clean pass of
+:mod:`salience.methods._shared`: the backward pass stops at the layer unless another method
+sharing the pass needs the input gradient.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from salience._guard import Hooks
-from salience.errors import SalienceError
-from salience.methods._base import Attribution, Problem
-from salience.methods._batching import Kind, spans
+from salience.methods._base import Problem
+from salience.methods._shared import Captured, Chunk, Sharing
 from salience.models.layers import CamLayer, resolve_layer
 
-
-@dataclass
-class Captured:
-    """Layer activations ``[N, C, h, w]``, their gradients (or None), and the target scores."""
-
-    acts: torch.Tensor
-    grads: torch.Tensor | None
-    scores: torch.Tensor
+__all__ = ["CamMethod", "Captured"]
 
 
-def capture(
-    problem: Problem,
-    layer: CamLayer,
-    inputs: torch.Tensor,
-    index: torch.Tensor,
-    *,
-    grad: bool,
-    clean: bool = True,
-) -> Captured:
-    """Run ``inputs`` forward, record ``layer``'s output and optionally d(score)/d(output)."""
-    store: list[torch.Tensor] = []
-
-    def hook(_m: nn.Module, _i: object, out: torch.Tensor) -> torch.Tensor:
-        leaf = out.detach().requires_grad_(grad)
-        store.append(leaf)
-        return leaf.clone()  # later in-place ops (e.g. ReLU(inplace=True)) must not hit the leaf
-
-    with Hooks() as hooks, torch.set_grad_enabled(grad):
-        hooks.add(layer.module.register_forward_hook(hook))
-        logits = problem.logits(inputs)
-        hooks.remove()
-        scores = problem.target_scores(logits, index, clean)
-        grads = _layer_grad(scores, store[0], layer) if grad else None
-    h, w = inputs.shape[-2:]
-    acts = layer.maps(store[0].detach(), h, w)
-    grads = None if grads is None else layer.maps(grads, h, w)
-    return Captured(acts, grads, scores.detach())
-
-
-def _layer_grad(scores: torch.Tensor, leaf: torch.Tensor, layer: CamLayer) -> torch.Tensor:
-    (grad,) = (
-        torch.autograd.grad(scores.sum(), leaf, allow_unused=True)
-        if scores.requires_grad
-        else (None,)
-    )
-    if grad is None:
-        raise SalienceError(
-            f"the target score does not depend on layer {layer.name!r}; pick a layer on the "
-            "path to the output"
-        )
-    return grad
-
-
-class CamMethod(Attribution):
+class CamMethod(Sharing):
     """A CAM: a map ``[N, h, w]`` from one layer's activations and (maybe) gradients.
 
     ``relu=True`` keeps the positive part as the papers do; ``relu=False`` returns the signed map.
@@ -94,15 +41,15 @@ class CamMethod(Attribution):
         self.layer = layer
         self.relu = relu
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
-        layer = resolve_layer(problem.model, self.layer, problem.x)
-        index = problem.rows()
-        kind: Kind = "backward" if self.needs_grad else "forward"
-        maps = []
-        for a, b in spans(problem.n, problem.chunk(kind)):
-            cap = capture(problem, layer, problem.x[a:b], index[a:b], grad=self.needs_grad)
-            maps.append(self.cam(cap, problem, layer, index[a:b]))
-        cam = torch.cat(maps)
+    def capture_layer(self, problem: Problem) -> CamLayer | None:
+        return resolve_layer(problem.model, self.layer, problem.x)
+
+    def finish(self, chunk: Chunk, problem: Problem, layer: CamLayer | None) -> torch.Tensor:
+        assert layer is not None
+        return self.cam(chunk.layers[layer], problem, layer, chunk.index)
+
+    def combine(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        cam = torch.cat(parts)
         return cam.clamp_min(0) if self.relu else cam
 
     @abstractmethod

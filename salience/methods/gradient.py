@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import torch
 
-from salience.methods._base import Attribution, Problem
-from salience.methods._batching import spans
+from salience.methods._base import Problem
 from salience.methods._registry import register_method
+from salience.methods._shared import Chunk, Sharing
+from salience.models.layers import CamLayer
 
 
 @register_method
-class Gradient(Attribution):
+class Gradient(Sharing):
     """Gradient of the target score with respect to the input pixels."""
 
     name = "gradient"
     family = "gradient"
     signed = True
     passes = "1 fwd+bwd"
+    needs_input_grad = True
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
-        index = problem.rows()
-        return torch.cat(
-            [
-                problem.input_gradient(problem.x[a:b], index[a:b], clean=True)[0]
-                for a, b in spans(problem.n, problem.chunk("backward"))
-            ]
-        )
+    def finish(self, chunk: Chunk, problem: Problem, layer: CamLayer | None) -> torch.Tensor:
+        assert chunk.input_grad is not None
+        return chunk.input_grad
