@@ -94,6 +94,7 @@ def test_a_small_run_writes_the_json_the_page_and_the_examples(
             assert (out / rel).is_file()
     page = (out / "attack.html").read_text()
     assert "<script" not in page and "data:image/png;base64," in page
+    assert "<h2>Per class</h2>" in page and "gradient top-k (attack)" in page
 
 
 @pytest.mark.slow

@@ -180,6 +180,32 @@ def _others(report: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _per_class(report: dict[str, Any]) -> str:
+    """One row per class: the primary attack's success at each budget (correctly classified
+    images) and each method's top-k intersection under the fragility attack (every image)."""
+    p = report["prediction"]
+    attack = p["attacks"][p["attack"]]
+    success = attack.get("per_class", {})
+    methods = {m: v.get("per_class", {}) for m, v in report.get("methods", {}).items()}
+    classes = sorted(set(success).union(*methods.values()))
+    if not classes:
+        return ""
+    rows = []
+    for c in classes:
+        hits = success.get(c, {})
+        rates = [_f(hits.get(f"success_rate@{e:.5g}"), 2) for e in attack["eps"]]
+        kept = [_f(methods[m].get(c, {}).get("topk_intersection_attack"), 2) for m in methods]
+        rows.append([_e(c), str(hits.get("n", 0)), *rates, *kept])
+    head = ["class", "attacked"]
+    head += [f"{p['attack']} {b['pixel_255']:.3g}/255" for b in attack["budgets"]]
+    head += [f"{m} top-k (attack)" for m in methods]
+    return (
+        "<h2>Per class</h2><p class=note>Attack success on the correctly classified images "
+        "of each class; top-k intersection of each method's map after the fragility attack."
+        "</p>" + _table(head, rows)
+    )
+
+
 def _examples(report: dict[str, Any], out: Path) -> str:
     parts = ["<h2>Examples</h2>"]
     for ex in report.get("examples", []):
@@ -202,7 +228,8 @@ def _examples(report: dict[str, Any], out: Path) -> str:
 def write_attack_html(report: dict[str, Any], out: Path) -> Path:
     """Write ``out/attack.html`` from ``report`` and the example PNGs under ``out``."""
     title = f"salience attack: {report['model']} on {report['samples']} images"
-    body = _prediction(report) + _methods(report) + _others(report) + _examples(report, out)
+    body = _prediction(report) + _methods(report) + _others(report) + _per_class(report)
+    body += _examples(report, out)
     page = (
         f"<!doctype html><html><head><meta charset=utf-8><title>{_e(title)}</title>"
         f"<style>{STYLE}</style></head><body><h1>{_e(title)}</h1>{body}</body></html>"
