@@ -52,6 +52,7 @@ from salience.cli import (  # noqa: E402,F401
     audit_cmd,
     check_cmd,
     compare_cmd,
+    cost_cmd,
     demo_cmd,
     explain_cmd,
     export_cmd,

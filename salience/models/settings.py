@@ -126,7 +126,12 @@ def apply_settings(module: nn.Module, settings: ModelSettings, *, owned: bool = 
         return module
     view = SettingsView(module, dtype)
     if settings.compile:
-        view.compile(backend=settings.compile_backend)
+        try:
+            view.compile(backend=settings.compile_backend)
+        except Exception as exc:  # e.g. an unknown backend: one line, not a traceback
+            raise SalienceError(
+                f"torch.compile: {_first_line(exc)}; run without --compile"
+            ) from None
     return view
 
 
@@ -148,9 +153,8 @@ def warm_up(model: nn.Module, x: torch.Tensor) -> float:
     except Exception as exc:
         if not _compiled(model) or not _is_compile_error(exc):
             raise
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise SalienceError(
-            f"torch.compile failed ({type(exc).__name__}: {first[:200]}); run without --compile"
+            f"torch.compile failed ({_first_line(exc)}); run without --compile"
         ) from None
     return time.perf_counter() - start
 
@@ -164,3 +168,8 @@ def _is_compile_error(exc: Exception) -> bool:
     return module.startswith(("torch._dynamo", "torch._inductor")) or isinstance(
         exc, RuntimeError | OSError | ImportError
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
