@@ -84,7 +84,7 @@ def cost(
     fewer steps/samples/masks) and how close their maps stay to the full-cost reference
     (Spearman, top-k IoU, change in deletion/insertion). Recommends the cheapest setting above
     --min-spearman; writes cost.json and cost.html."""
-    from salience.check import load_batch
+    from salience.checking import load_batch
     from salience.cost import KINDS, CostConfig, measure_cost
     from salience.cost.html import write_cost_html
     from salience.methods.spec import parse_method_spec
