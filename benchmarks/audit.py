@@ -357,15 +357,15 @@ def store(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- shared passes
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
-SEVEN = (
-    "gradcam",
-    "gradcam_pp",
-    "xgradcam",
-    "layercam",
-    "hirescam",
-    "gradient",
-    "input_x_gradient",
-)
+
+
+def backward_sharing() -> list[str]:
+    """The methods that share one backward pass: the gradient CAMs, gradient, input x gradient."""
+    from salience.methods import get_method, list_methods
+    from salience.methods._shared import Sharing
+
+    classes = {n: get_method(n) for n in list_methods()}
+    return [n for n, c in classes.items() if issubclass(c, Sharing) and c.needs_grad]
 
 
 @contextmanager
@@ -395,21 +395,26 @@ def shared(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     if not (SAMPLES / "labels.csv").exists():
         return {"skipped": f"no photos at {SAMPLES}"}
+    seven = backward_sharing()
     model = salience.load_model(args.shared_model, device="cpu")
     rows = (SAMPLES / "labels.csv").read_text().splitlines()[1 : args.shared_images + 1]
     files = [line.split(",")[0] for line in rows]
     manifest = work / "shared-manifest.csv"
     manifest.write_text("path\n" + "\n".join(str(SAMPLES / f) for f in files) + "\n")
     x = torch.stack([model.preprocess(load_image(SAMPLES / f)) for f in files])
-    methods, _ = build_methods(list(SEVEN), model.cam_layer)
+    methods, _ = build_methods(seven, model.cam_layer)
     size = (args.map_size, args.map_size)
     batch = args.shared_batch
+
+    last: dict[bool, list[Any]] = {}
 
     def engine(on: bool) -> float:
         with sharing(on):
             t0 = time.perf_counter()
-            for a in range(0, len(x), batch):
+            last[on] = [
                 attribute(model.module, x[a : a + batch], methods, size)
+                for a in range(0, len(x), batch)
+            ]
             return (time.perf_counter() - t0) / len(x)
 
     def end_to_end(on: bool, rep: int) -> float:
@@ -419,7 +424,7 @@ def shared(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 model,
                 manifest,
                 work / f"shared-{on}-{rep}",
-                list(SEVEN),
+                seven,
                 batch_size=batch,
                 map_size=args.map_size,
                 device="cpu",
@@ -448,8 +453,14 @@ def shared(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             for on in (True, False) if rep % 2 == 0 else (False, True):
                 times["audit_shared" if on else "audit_alone"].append(end_to_end(on, rep))
         loads.append(os.getloadavg()[0])
+    # equal where both modes chunked the batch alike (chunk sizes follow the free memory)
+    same = all(
+        torch.equal(s.maps[n], a.maps[n])
+        for s, a in zip(last[True], last[False], strict=True)
+        for n in seven
+    )
     costs = {n: alone([n]) for n in ("gradcam", "gradient")}
-    costs["seven shared"] = alone(list(SEVEN))
+    costs["seven shared"] = alone(seven)
     ms = {k: [round(v * 1000, 1) for v in vs] for k, vs in times.items() if vs}
     med = {k: float(np.median(vs)) for k, vs in ms.items()}
     out: dict[str, Any] = {
@@ -463,6 +474,7 @@ def shared(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             round(a / s, 2) for s, a in zip(ms["engine_shared"], ms["engine_alone"], strict=True)
         ],
         "alone_ms_per_image": {k: round(v * 1000, 1) for k, v in costs.items()},
+        "maps_identical": same,
         "load_1min": [round(v, 1) for v in loads],
         "target": ">= 3",
     }
