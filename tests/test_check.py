@@ -4,8 +4,11 @@ command line on a tiny TorchScript model and a folder of generated images."""
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -42,7 +45,7 @@ class Spot(nn.Module):
         self.fc = nn.Linear(4, 3)
         with torch.no_grad():
             self.conv.weight.fill_(0.1)
-            self.conv.bias.zero_()
+            nn.init.zeros_(self.conv.bias)
             self.fc.weight.copy_(torch.tensor([[0.3] * 4, [0.0] * 4, [-0.3] * 4]))
             self.fc.bias.zero_()
 
@@ -228,3 +231,103 @@ def test_cli_reads_a_flat_folder_and_reports_user_errors(tmp_path: Path, scripte
     assert ok.exit_code == 0, ok.output
     bad = CliRunner().invoke(app, [*base, "--method", "no_such_method"])
     assert bad.exit_code == 2 and "unknown method" in bad.output
+
+
+def test_bootstrap_interval_matches_the_normal_approximation() -> None:
+    from salience.check.intervals import interval, resample_indices
+
+    values = torch.randn(400, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    lo, hi = interval(values, resample_indices(400, 4000, 0), 0.95)  # type: ignore[misc]
+    mean, se = float(values.mean()), float(values.std(correction=0)) / 400**0.5
+    assert abs((lo + hi) / 2 - mean) < 0.1 * se
+    assert abs((hi - lo) / 2 - 1.96 * se) < 0.1 * 1.96 * se  # percentile ~ mean +- 1.96 se
+    same = torch.full((5,), 0.3, dtype=torch.float64)
+    assert interval(same, resample_indices(5, 100, 0), 0.95) == (0.3, 0.3)
+    assert interval(torch.tensor([0.3, math.nan]), resample_indices(2, 100, 0), 0.95) is None
+
+
+def test_an_interval_across_the_threshold_is_not_enough_evidence() -> None:
+    random = entry(0.0, 0.0, 0.05, 0.0)
+    unsure = entry(0.1, 0.2, 0.3, 0.2)  # means pass, but the margin's interval straddles 0.05
+    unsure["intervals"] = {
+        "randomization_similarity": [0.05, 0.15],
+        "randomization_mean": [0.1, 0.3],
+        "faithfulness_over_random": [-0.02, 0.4],
+        "insertion_minus_deletion_over_random": [0.1, 0.4],
+        "road_over_random": [0.0, 0.3],
+    }
+    judge(unsure, "m", random, CheckConfig(), samples=8)
+    assert not unsure["trusted"] and unsure["status"] == "not enough evidence"
+    assert "over 8 images" in unsure["verdict"] and "--samples" in unsure["verdict"]
+    clear = {**unsure, "intervals": {**unsure["intervals"], "faithfulness_over_random": [0.1, 0.4]}}
+    judge(clear, "m", random, CheckConfig(), samples=8)
+    assert clear["trusted"] and "on 8 images" in clear["verdict"]
+    judge(clear, "m", random, CheckConfig(), samples=2)  # too few for any interval
+    assert not clear["trusted"] and "2 images are too few" in clear["verdict"]
+
+
+def test_one_image_never_yields_usable_and_methods_are_ranked() -> None:
+    torch.manual_seed(0)
+    x = 0.2 * torch.rand(1, 3, 16, 16)
+    x[:, :, 5:11, 5:11] += 0.8
+    seen: list[list[str]] = []
+    report = run_check(
+        Spot(),
+        x,
+        ["gradient", "gradcam"],
+        config=FAST,
+        on_method=lambda r: seen.append([*r["controls"], *r["methods"]]),
+    )
+    assert seen[0] == ["random"] and len(seen) == 4  # random first, then saved per method
+    for e in report["methods"].values():
+        assert e["status"] != "trusted" and "usable" not in e["verdict"]
+        assert "1 images" in e["verdict"] or "do not" in e["verdict"]
+    assert sorted(report["ranking"]) == ["gradcam", "gradient"]
+    assert [report["methods"][n]["rank"] for n in report["ranking"]] == [1, 2]
+    assert (
+        "use" not in report["recommendation"].split(";")[0]
+        or "no method" in report["recommendation"]
+    )
+
+
+def test_rank_puts_trusted_methods_first_by_margin() -> None:
+    from salience.check import rank
+
+    methods = {
+        "a": {"status": "untrusted", "faithfulness_over_random": 0.5},
+        "b": {"status": "trusted", "faithfulness_over_random": 0.1},
+        "c": {"status": "trusted", "faithfulness_over_random": 0.3},
+        "d": {"status": "not enough evidence", "faithfulness_over_random": 0.9},
+        "e": {"error": "no layer", "faithfulness_over_random": None},
+    }
+    order, advice = rank(methods)  # type: ignore[arg-type]
+    assert order == ["c", "b", "d", "a", "e"] and advice == "for this model, use c (then b)"
+
+
+def test_the_maps_are_explained_once_for_randomization_and_sensitivity() -> None:
+    from salience.metrics import max_sensitivity, model_randomization
+
+    calls: list[int] = []
+
+    def method(model: nn.Module, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        v = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(model(v)[:, 0].sum(), v)
+        return grad.sum(1)
+
+    torch.manual_seed(0)
+    x, model = torch.rand(2, 3, 16, 16), Spot()
+    maps = method(model, x, torch.zeros(2, dtype=torch.long))
+    runs: list[tuple[Callable[..., Any], dict[str, Any]]] = [
+        (model_randomization, {"layers": 2}),
+        (max_sensitivity, {"samples": 2}),
+    ]
+    for metric, kw in runs:
+        calls.clear()
+        fresh = metric(model, x, method, 0, **kw)
+        again = len(calls)
+        calls.clear()
+        reused = metric(model, x, method, 0, saliency=maps, **kw)
+        assert len(calls) == again - 1  # the trained model's maps are not explained again
+        assert torch.allclose(fresh.scores, reused.scores) and bool(fresh.scores.isfinite().all())

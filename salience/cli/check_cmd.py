@@ -6,7 +6,7 @@ Writes ``report.json`` (see DESIGN.md) and a self-contained ``report.html`` unde
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -14,14 +14,18 @@ from rich.table import Table
 from salience.cli import app
 from salience.cli._common import (
     ChannelsLast,
+    CompileOption,
     DataRoot,
     Device,
     LogTo,
     ModelSpec,
+    PrecisionChoice,
+    PrecisionOption,
     PreprocessSpec,
     Weights,
     console,
     err_console,
+    load_cli_model,
     print_json,
     styled,
     task,
@@ -47,8 +51,8 @@ def check(
         typer.Option(
             "--method",
             help="NAME[:key=value,...]; repeat for several (default: gradient, "
-            "integrated_gradients, guided_backprop, gradcam). The random and constant controls "
-            "always run.",
+            "integrated_gradients, guided_backprop, and gradcam when the model has a layer for "
+            "it). The random and constant controls always run.",
         ),
     ] = None,
     root: DataRoot = None,
@@ -59,6 +63,8 @@ def check(
     weights: Weights = None,
     device: Device = "auto",
     channels_last: ChannelsLast = False,
+    precision: PrecisionOption = PrecisionChoice.fp32,
+    compile_model: CompileOption = False,
     preprocess: PreprocessSpec = None,
     steps: Annotated[int, typer.Option(help="Deletion/insertion steps.")] = 20,
     layers: Annotated[
@@ -73,20 +79,37 @@ def check(
 ) -> None:
     """Check which saliency methods can be trusted for a model: randomization, faithfulness
     (deletion/insertion, ROAD), robustness, complexity and cost, against random and constant
-    controls."""
-    from salience.checking import DEFAULT_METHODS, CheckConfig, load_batch, run_check, units
+    controls. Every number the verdict uses comes with a 95% bootstrap interval over the
+    images; a verdict whose interval straddles its threshold says "not enough evidence".
+    Prints an estimate first, then progress (plain lines when piped), and saves report.json
+    after each method."""
+    from salience.check import CheckConfig, default_methods, estimate_check, load_batch, run_check
     from salience.export.mlflow import log_check, require_mlflow
-    from salience.models import load_model
 
     if log_to:
         require_mlflow()  # before the work, not after it
     from salience.report.check_html import write_check_html
 
-    specs = list(method or DEFAULT_METHODS)
     config = CheckConfig(steps=steps, layers=layers or None, seed=seed, batch_size=batch_size)
-    loaded = load_model(model, weights, device, preprocess=preprocess, channels_last=channels_last)
+    loaded = load_cli_model(
+        model, weights, device, preprocess, channels_last, precision, compile_model
+    )
     x, paths = load_batch(data, loaded.preprocess, samples, loaded.device, root)
-    with task("checking", total=units(specs)) as advance:
+    specs = list(method or default_methods(loaded.module, x, loaded.cam_layer))
+    out.mkdir(parents=True, exist_ok=True)
+    err_console.print("timing each method on one image to estimate the check's time")
+    estimate = estimate_check(loaded.module, x, specs, config, loaded.cam_layer)
+    err_console.print(
+        f"checking {', '.join(specs)} and the controls on {len(paths)} images: about "
+        f"{_duration(estimate.total)} (results are saved to {out / 'report.json'} as each "
+        "method finishes)",
+        soft_wrap=True,
+    )
+
+    def save(partial: dict[str, Any]) -> None:
+        write_json(out / "report.json", {**partial, "images": paths})
+
+    with task("checking", total=max(1, round(estimate.total))) as advance:
         report = run_check(
             loaded.module,
             x,
@@ -94,10 +117,11 @@ def check(
             config=config,
             model_name=model,
             cam_layer=loaded.cam_layer,
-            progress=lambda step: advance(rate=step),
+            progress=lambda e: advance(round(e.work), rate=f"{e.method}: {e.stage}"),
+            estimate=estimate,
+            on_method=save,
         )
     report["images"] = paths
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "report.json", report)
     write_check_html(report, out / "report.html")
     if log_to:
@@ -105,36 +129,39 @@ def check(
     if json_out:
         print_json(report)
         return
-    table = Table(title=f"salience check: {model} on {report['samples']} images")
-    for col in (
-        "method",
-        "trusted",
-        "rand. sim.",
-        "deletion",
-        "insertion",
-        "ROAD MoRF",
-        "ROAD LeRF",
-        "max-sens.",
-        "ms/img",
-    ):
-        table.add_column(col, justify="left" if col == "method" else "right")
-    for name, e in {**report["methods"], **report["controls"]}.items():
-        verdict = styled("yes", "green") if e["trusted"] else styled("no", "red")
-        trusted = "control" if e["control"] else verdict
-        cells = [
-            e[k]
-            for k in (
-                "randomization_similarity",
-                "deletion_auc",
-                "insertion_auc",
-                "road_morf",
-                "road_lerf",
-                "max_sensitivity",
-                "ms_per_image",
-            )
-        ]
-        table.add_row(name, trusted, *("n/a" if v is None else f"{v:.3f}" for v in cells))
-    console.print(table)
-    for e in report["methods"].values():
+    console.print(check_table(report, model))
+    for name in report["ranking"]:
+        e = report["methods"][name]
         console.print(styled(e["verdict"], "green" if e["trusted"] else "red"))
+    console.print(styled(report["recommendation"], "bold"))
     console.print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def check_table(report: dict[str, Any], model: str) -> Table:
+    """The numbers the verdicts use, with their 95% intervals, best method first (arrows: which
+    way is better; the HTML report has every number and what it means)."""
+    from salience.check import columns
+
+    cols = columns(short=True)
+    table = Table(title=f"salience check: {model} on {report['samples']} images")
+    table.add_column("method")
+    table.add_column("verdict")
+    for c in cols:
+        table.add_column(f"{c.short} {'↓' if c.direction == 'lower' else '↑'}", justify="right")
+    entries = {**{n: report["methods"][n] for n in report["ranking"]}, **report["controls"]}
+    for name, e in entries.items():
+        status = "control" if e["control"] else e.get("status", "failed")
+        colour = {"trusted": "green", "not enough evidence": "yellow"}.get(status, "red")
+        cells = [_cell(e.get(c.key), e.get("intervals", {}).get(c.key)) for c in cols]
+        table.add_row(name, styled(status, "dim" if e["control"] else colour), *cells)
+    return table
+
+
+def _cell(value: float | None, span: list[float] | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f"\n[{span[0]:.2f}, {span[1]:.2f}]" if span else "")

@@ -155,6 +155,24 @@ def explainer(
     )
 
 
+def trained_maps(
+    model: nn.Module,
+    x: torch.Tensor,
+    classes: torch.Tensor,
+    explain: ExplainFn,
+    saliency: torch.Tensor | None,
+    seed: int,
+) -> torch.Tensor:
+    """The maps of ``x`` on the unchanged model: ``saliency`` when the caller has them (computed
+    with the same method and ``seed``), else explained here under that seed."""
+    if saliency is not None:
+        return as_map(saliency, x)
+    from salience.metrics._registry import seeded
+
+    with seeded(seed):
+        return explain(model, x, classes)
+
+
 def method_name(method: MethodLike) -> str:
     if isinstance(method, str):
         return method
@@ -199,4 +217,5 @@ __all__ = [
     "predict",
     "ranks",
     "resolve_classes",
+    "trained_maps",
 ]

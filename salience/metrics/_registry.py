@@ -41,6 +41,7 @@ class MetricInfo:
     summary: str
     params: dict[str, Any]
     fn: Callable[..., MetricResult]
+    inputs: tuple[str, ...] = ()  # the data it takes: model, x, saliency, method, target, ...
 
 
 _METRICS: dict[str, MetricInfo] = {}
@@ -84,8 +85,9 @@ def register_metric(
             for p in sig.parameters.values()
             if p.name not in DATA_ARGS and p.default is not inspect.Parameter.empty
         }
+        inputs = tuple(p for p in sig.parameters if p in DATA_ARGS or p in ("method", "target"))
         _METRICS[name] = MetricInfo(
-            name, category, direction, paper, " ".join(doc), defaults, metric
+            name, category, direction, paper, " ".join(doc), defaults, metric, inputs
         )
         return metric
 

@@ -32,6 +32,7 @@ from salience.metrics._common import (
     explainer,
     predict,
     resolve_classes,
+    trained_maps,
 )
 from salience.metrics._layers import (
     copy_model,
@@ -71,6 +72,7 @@ def model_randomization(
     target: ClassesLike = None,
     *,
     method_params: dict[str, Any] | None = None,
+    saliency: torch.Tensor | None = None,
     order: Literal["cascading", "independent"] = "cascading",
     layers: int | None = None,
     similarity: str = "spearman_abs",
@@ -83,7 +85,8 @@ def model_randomization(
     ``layers`` groups the parameter layers (top first) into that many stages (``None``: every
     layer is a stage). The score is the similarity after the last cascading stage (the fully
     randomized model), or the mean over the independent stages. ``curves`` holds the
-    similarity per stage, ``details["layers"]`` the stage names."""
+    similarity per stage, ``details["layers"]`` the stage names. ``saliency``: the method's maps
+    of ``x`` on the trained model with this ``seed``, when already computed (not recomputed)."""
     check_batch(x)
     if order not in ("cascading", "independent"):
         raise SalienceError("order must be 'cascading' or 'independent'")
@@ -93,8 +96,7 @@ def model_randomization(
     work = copy_model(model)
     with model_guard(model):
         classes = resolve_classes(model, x, target, output)
-        with seeded(seed):
-            original = explain(model, x, classes)
+        original = trained_maps(model, x, classes, explain, saliency, seed)
     stages = groups(list(reversed(parameter_layers(work, x))), layers)
     curves: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     for k, stage in enumerate(stages):

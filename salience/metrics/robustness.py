@@ -7,7 +7,8 @@
 - Local Lipschitz estimate (Alvarez-Melis & Jaakkola, 2018, arXiv:1806.08049):
   max over x' = x + N(0, noise^2) of ||a(x) - a(x')|| / ||x - x'||.
 
-The maps of perturbed inputs explain the class explained for the clean image. All perturbed
+The maps of perturbed inputs explain the class explained for the clean image. ``saliency``:
+the method's maps of the clean batch with this ``seed``, when already computed. All perturbed
 copies of a few images go through the method in one batched call.
 """
 
@@ -28,6 +29,7 @@ from salience.metrics._common import (
     explainer,
     generator,
     resolve_classes,
+    trained_maps,
 )
 from salience.metrics._registry import register_metric, seeded
 from salience.metrics._result import Outcome
@@ -47,14 +49,14 @@ def _map_changes(
     draw: str,
     size: float,
     seed: int,
+    saliency: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``||a(x + d) - a(x)||`` ``[N, S]``, ``||a(x)||`` ``[N]`` and ``||d||`` ``[N, S]``;
     the perturbed copies of a few images at a time go through the method in one call."""
     if samples < 1:
         raise SalienceError("samples must be >= 1")
     gen = generator(seed, x.device)
-    with seeded(seed):
-        original = explain(model, x, classes)
+    original = trained_maps(model, x, classes, explain, saliency, seed)
     n = x.shape[0]
     per_call = max(1, _ROWS // samples)
     changes, sizes = [], []
@@ -80,6 +82,7 @@ def _sensitivity(
     method: MethodLike,
     target: ClassesLike,
     method_params: dict[str, Any] | None,
+    saliency: torch.Tensor | None,
     radius: float,
     samples: int,
     normalize: bool,
@@ -92,7 +95,9 @@ def _sensitivity(
     explain = explainer(method, method_params, output)
     with model_guard(model):
         classes = resolve_classes(model, x, target, output)
-    diff, norm, _ = _map_changes(model, x, explain, classes, samples, "uniform", radius, seed)
+    diff, norm, _ = _map_changes(
+        model, x, explain, classes, samples, "uniform", radius, seed, saliency
+    )
     if normalize:
         diff = diff / norm[:, None]
     score = diff.amax(1) if reduce == "max" else diff.mean(1)
@@ -107,6 +112,7 @@ def max_sensitivity(
     target: ClassesLike = None,
     *,
     method_params: dict[str, Any] | None = None,
+    saliency: torch.Tensor | None = None,
     radius: float = 0.2,
     samples: int = 50,
     normalize: bool = True,
@@ -115,7 +121,18 @@ def max_sensitivity(
 ) -> Outcome:
     """Largest relative change of the map within an L-infinity ball (lower is better)."""
     return _sensitivity(
-        model, x, method, target, method_params, radius, samples, normalize, "max", seed, output
+        model,
+        x,
+        method,
+        target,
+        method_params,
+        saliency,
+        radius,
+        samples,
+        normalize,
+        "max",
+        seed,
+        output,
     )
 
 
@@ -127,6 +144,7 @@ def avg_sensitivity(
     target: ClassesLike = None,
     *,
     method_params: dict[str, Any] | None = None,
+    saliency: torch.Tensor | None = None,
     radius: float = 0.2,
     samples: int = 50,
     normalize: bool = True,
@@ -135,7 +153,18 @@ def avg_sensitivity(
 ) -> Outcome:
     """Mean relative change of the map within an L-infinity ball (lower is better)."""
     return _sensitivity(
-        model, x, method, target, method_params, radius, samples, normalize, "mean", seed, output
+        model,
+        x,
+        method,
+        target,
+        method_params,
+        saliency,
+        radius,
+        samples,
+        normalize,
+        "mean",
+        seed,
+        output,
     )
 
 

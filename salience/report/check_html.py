@@ -7,13 +7,14 @@ import base64
 import html
 import io
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from salience.check import columns
 
 GOOD, BAD, GREY = "#1b7837", "#b2182b", "#777777"
 # No script, images only as data URIs: markup in a model or method name can run nothing.
@@ -22,16 +23,6 @@ CSP = (
     "form-action 'none'"
 )
 CONTROL_STYLE = {"random": ("#999999", "--"), "constant": ("#bbbbbb", ":")}
-COLUMNS = (
-    ("randomization_similarity", "randomization similarity", "lower"),
-    ("deletion_auc", "deletion AUC", "lower"),
-    ("insertion_auc", "insertion AUC", "higher"),
-    ("road_morf", "ROAD MoRF", "lower"),
-    ("road_lerf", "ROAD LeRF", "higher"),
-    ("max_sensitivity", "max-sensitivity", "lower"),
-    ("sparseness", "sparseness", "higher"),
-    ("ms_per_image", "ms / image", "lower"),
-)
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1180px; color: #222; }
 h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -41,6 +32,7 @@ td:first-child, th:first-child, td.text { text-align: left; }
 tr.control { color: #777; font-style: italic; }
 .verdict { padding: 0.6em 1em; border-left: 5px solid; margin: 0.8em 0; background: #fafafa; }
 .trusted { border-color: #1b7837; } .untrusted { border-color: #b2182b; }
+.unsure { border-color: #d6a000; } td small { color: #666; }
 .control-v { border-color: #999; } .note { color: #555; } img { max-width: 100%; }
 code { background: #f4f4f4; padding: 0 3px; }
 """
@@ -65,17 +57,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 1000 else f"{value:.0f}"
     return html.escape(str(value))
-
-
-def _controls_ref(
-    ax: Axes, controls: dict[str, Any], x: Sequence[float], key: str, sub: str | None = None
-) -> None:
-    for name, entry in controls.items():
-        values = entry["curves"][key] if sub is None else entry["randomization"][key]
-        if not values:
-            continue
-        color, style = CONTROL_STYLE.get(name, (GREY, "-."))
-        ax.plot(x[: len(values)], values, style, color=color, label=f"{name} (control)")
 
 
 def _randomization(ax: Axes, entry: dict[str, Any], controls: dict[str, Any]) -> None:
@@ -181,22 +162,55 @@ def _overview_figure(entries: dict[str, dict[str, Any]]) -> Figure:
     return fig
 
 
+def _cell(entry: dict[str, Any], key: str) -> str:
+    span = entry.get("intervals", {}).get(key)
+    interval = f"<br><small>[{span[0]:.2f}, {span[1]:.2f}]</small>" if span else ""
+    return f"<td>{_fmt(entry.get(key))}{interval}</td>"
+
+
+def _status(entry: dict[str, Any]) -> str:
+    if entry["control"]:
+        return "control"
+    return str(entry.get("status", "failed" if "error" in entry else _fmt(entry["trusted"])))
+
+
 def _table(entries: dict[str, dict[str, Any]]) -> str:
+    cols = columns()
     head = "".join(
-        f"<th>{html.escape(label)}<br><small>{d} is better</small></th>" for _, label, d in COLUMNS
+        f"<th title='{html.escape(c.meaning)}'>{html.escape(c.label)}<br>"
+        f"<small>{c.direction} is better</small></th>"
+        for c in cols
     )
     rows = []
     for name, e in entries.items():
         cls = ' class="control"' if e["control"] else ""
-        trusted = "control" if e["control"] else _fmt(e["trusted"])
-        cells = "".join(f"<td>{_fmt(e[k])}</td>" for k, _, _ in COLUMNS)
-        rows.append(f"<tr{cls}><td>{html.escape(name)}</td><td>{trusted}</td>{cells}</tr>")
-    return f"<table><tr><th>method</th><th>trusted</th>{head}</tr>{''.join(rows)}</table>"
+        cells = "".join(_cell(e, c.key) for c in cols)
+        rows.append(
+            f"<tr{cls}><td>{html.escape(name)}</td><td>{html.escape(_status(e))}</td>{cells}</tr>"
+        )
+    return f"<table><tr><th>method</th><th>verdict</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _meanings() -> str:
+    items = "".join(
+        f"<li><b>{html.escape(c.label)}</b> ({c.direction} is better): {html.escape(c.meaning)}"
+        "</li>"
+        for c in columns()
+    )
+    return f"<ul class='note'>{items}</ul>"
+
+
+def _verdict_class(entry: dict[str, Any]) -> str:
+    if entry.get("status") == "not enough evidence":
+        return "unsure"
+    return "trusted" if entry["trusted"] else "untrusted"
 
 
 def render(report: dict[str, Any]) -> str:
     """The HTML page for a ``salience check`` report (the ``report.json`` payload)."""
-    methods: dict[str, dict[str, Any]] = report["methods"]
+    methods: dict[str, dict[str, Any]] = {
+        n: report["methods"][n] for n in report.get("ranking", report["methods"])
+    }
     controls: dict[str, dict[str, Any]] = report.get("controls", {})
     everything = {**methods, **controls}
     parts = [
@@ -211,9 +225,10 @@ def render(report: dict[str, Any]) -> str:
         "Maps explain the class the model predicts. Controls: <code>random</code> (noise) and "
         "<code>constant</code> (a flat map) are reference lines every method must beat.</p>",
         "<h2>Verdicts</h2>",
+        f"<p><b>{html.escape(str(report.get('recommendation', '')))}</b></p>",
     ]
     for name, e in methods.items():
-        cls = "trusted" if e["trusted"] else "untrusted"
+        cls = _verdict_class(e)
         parts.append(
             f"<div class='verdict {cls}' data-method='{html.escape(name)}'>"
             f"{html.escape(e['verdict'])}</div>"
@@ -221,6 +236,9 @@ def render(report: dict[str, Any]) -> str:
     parts += [
         "<h2>Summary</h2>",
         _table(everything),
+        "<p class='note'>Intervals are 95% bootstrap intervals over the images. What each "
+        "number means:</p>",
+        _meanings(),
         _img(_overview_figure(everything), "robustness, complexity and cost per method"),
         f"<p class='note'>{html.escape(report.get('caveat', ''))}</p>",
     ]
@@ -233,8 +251,7 @@ def render(report: dict[str, Any]) -> str:
             continue
         parts += [
             f"<h2 id='{html.escape(name)}'>{html.escape(name)}</h2>",
-            f"<div class='verdict {'trusted' if e['trusted'] else 'untrusted'}'>"
-            f"{html.escape(e['verdict'])}</div>",
+            f"<div class='verdict {_verdict_class(e)}'>{html.escape(e['verdict'])}</div>",
             _img(_method_figure(e, controls), f"{name}: randomization, deletion/insertion, ROAD"),
             "<p class='note'>randomization similarity after full randomization "
             f"{_fmt(e['randomization_similarity'])}; insertion minus deletion "

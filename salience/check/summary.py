@@ -1,0 +1,110 @@
+"""A method's ``report.json`` entry: the numbers of the check table, each with its bootstrap
+interval over images, plus the curves the HTML page plots."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from salience.check.config import CheckConfig
+from salience.check.intervals import interval, resample_indices, rounded
+from salience.check.measure import MethodCheck
+from salience.check.steps import FAITHFULNESS, NUMBERS, OVER_RANDOM
+from salience.methods.spec import parse_method_spec
+from salience.metrics import MetricResult
+from salience.metrics._result import finite_mean
+
+DESIGN_NUMBERS = (
+    "randomization_similarity",
+    "deletion_auc",
+    "insertion_auc",
+    "road_morf",
+    "road_lerf",
+    "max_sensitivity",
+    "sparseness",
+    "ms_per_image",
+)
+
+
+def num(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) or math.isinf(value) else round(value, 6)
+
+
+def _mean_curve(r: MetricResult, key: str = "scores") -> list[float | None]:
+    return [num(float(v)) for v in r.curves[key].double().nanmean(0)]
+
+
+def per_image_numbers(m: MethodCheck, random: MethodCheck | None) -> dict[str, torch.Tensor]:
+    """Every number of the table, one value per image (over-random ones need ``random``)."""
+    out = {n.key: n.per_image(m.results).double() for n in NUMBERS}
+    if random is not None:
+        for n in OVER_RANDOM:
+            out[n.key] = n.per_image(m.results).double() - n.per_image(random.results).double()
+        margins = torch.stack([out[n.key] for n in OVER_RANDOM])
+        out[FAITHFULNESS.key] = margins.mean(0)
+    return out
+
+
+def summarise(
+    m: MethodCheck, config: CheckConfig, random: MethodCheck | None = None
+) -> dict[str, Any]:
+    """The report entry of one method: the DESIGN keys, every table number with its interval,
+    curves, per-image scores and parameters."""
+    r = m.results
+    values = per_image_numbers(m, random)
+    n = next(iter(values.values())).numel()
+    draws = resample_indices(n, config.resamples, config.seed)
+    rand = r["randomization"]
+    entry: dict[str, Any] = {key: num(finite_mean(v)) for key, v in values.items()}
+    entry.update(
+        ms_per_image=round(m.ms_per_image, 3),
+        trusted=False,
+        verdict="",
+        spec=m.spec,
+        control=m.control,
+        intervals={key: rounded(interval(v, draws, config.level)) for key, v in values.items()},
+        randomization={
+            "layers": rand.details["layers"],
+            **{
+                k.removeprefix("similarity_"): _mean_curve(rand, k)
+                for k in rand.curves
+                if k.startswith("similarity_")
+            },
+        },
+        curves={
+            "fraction": [float(v) for v in r["deletion"].curves["fraction"]],
+            "deletion": _mean_curve(r["deletion"]),
+            "insertion": _mean_curve(r["insertion"]),
+            "road_fraction": [float(v) for v in r["road_morf"].curves["fraction"]],
+            "road_morf": _mean_curve(r["road_morf"]),
+            "road_lerf": _mean_curve(r["road_lerf"]),
+            "road_morf_accuracy": _mean_curve(r["road_morf"], "correct"),
+            "road_lerf_accuracy": _mean_curve(r["road_lerf"], "correct"),
+        },
+        per_image={k: [num(float(v)) for v in res.scores] for k, res in r.items()},
+        road_seconds={
+            part: round(
+                r["road_morf"].details[f"{part}_seconds"]
+                + r["road_lerf"].details[f"{part}_seconds"],
+                4,
+            )
+            for part in ("imputation", "forward")
+        },
+    )
+    return entry
+
+
+def failed(spec: str, reason: str) -> dict[str, Any]:
+    """The report entry of a method that could not run on this model."""
+    name = parse_method_spec(spec)[0]
+    entry: dict[str, Any] = dict.fromkeys(DESIGN_NUMBERS)
+    entry.update(
+        spec=spec,
+        control=False,
+        trusted=False,
+        error=reason,
+        verdict=f"{name}: could not run on this model ({reason})",
+    )
+    return entry
