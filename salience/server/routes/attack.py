@@ -12,10 +12,10 @@ from fastapi.responses import FileResponse
 
 from salience.attack.files import REPORT, example_file, read_report
 from salience.errors import SalienceError
+from salience.jsonsafe import finite
 from salience.server import attack_schemas as s
 from salience.server.routes.images import refuse, sniff
 from salience.server.run_cache import RunEntry, get_entry
-from salience.server.summaries import finite
 from salience.store.layout import ATTACK
 
 router = APIRouter(prefix="/api/runs/{run_id}/attack", tags=["attack"])
