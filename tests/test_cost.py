@@ -17,6 +17,7 @@ from scipy.stats import spearmanr
 from torch import nn
 from typer.testing import CliRunner
 
+from salience._guard import hook_count
 from salience.cli import app
 from salience.cost import CostConfig, cost_knob, forward_only, measure_cost, recommend
 from salience.cost.fidelity import top_mask
@@ -82,6 +83,15 @@ def test_settings_view_shares_names_and_leaves_the_model(cnn: nn.Module) -> None
     assert out.dtype == torch.float32 and not torch.equal(out, cnn(x))  # bf16 rounding
     assert torch.allclose(out, cnn(x), atol=0.05)
     assert apply_settings(cnn, ModelSettings()) is cnn  # the defaults change nothing
+
+
+def test_settings_view_leaves_mode_flags_and_hooks(cnn: nn.Module) -> None:
+    cnn.train()
+    view = apply_settings(cnn, ModelSettings(precision="bf16"))
+    hooks = hook_count(cnn)
+    build_method("gradcam").explain(view, torch.rand(2, 3, 8, 8))
+    assert cnn.training and all(m.training for m in cnn.modules())
+    assert all(p.requires_grad for p in cnn.parameters()) and hook_count(cnn) == hooks
 
 
 def test_fp16_on_cpu_and_a_bad_compile_backend_are_one_line(cnn: nn.Module) -> None:

@@ -81,18 +81,16 @@ class SettingsView(nn.Module):
         self.autocast_dtype = dtype
         self.training = inner.training
 
-    def train(self, mode: bool = True) -> SettingsView:
-        super().train(mode)
-        self.inner.training = mode
-        return self
-
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        if self.autocast_dtype is None:
-            return self.inner(*args, **kwargs)
-        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
-        with torch.autocast(device_type=device, dtype=self.autocast_dtype):
-            out = self.inner(*args, **kwargs)
-        return _to_float32(out)
+        mode, self.inner.training = self.inner.training, self.training  # the view's mode
+        try:
+            if self.autocast_dtype is None:
+                return self.inner(*args, **kwargs)
+            device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
+            with torch.autocast(device_type=device, dtype=self.autocast_dtype):
+                return _to_float32(self.inner(*args, **kwargs))
+        finally:
+            self.inner.training = mode
 
 
 def _to_float32(out: Any) -> Any:
