@@ -45,7 +45,7 @@ class Spot(nn.Module):
         self.fc = nn.Linear(4, 3)
         with torch.no_grad():
             self.conv.weight.fill_(0.1)
-            nn.init.zeros_(self.conv.bias)
+            self.conv.bias.data.zero_()  # type: ignore[union-attr]
             self.fc.weight.copy_(torch.tensor([[0.3] * 4, [0.0] * 4, [-0.3] * 4]))
             self.fc.bias.zero_()
 

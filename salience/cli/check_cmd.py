@@ -51,8 +51,8 @@ def check(
         typer.Option(
             "--method",
             help="NAME[:key=value,...]; repeat for several (default: gradient, "
-            "integrated_gradients, guided_backprop, and gradcam when the model has a layer for "
-            "it). The random and constant controls always run.",
+            "integrated_gradients:steps=16, guided_backprop, and gradcam when the model has a "
+            "layer for it). The random and constant controls always run.",
         ),
     ] = None,
     root: DataRoot = None,
