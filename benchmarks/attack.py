@@ -25,7 +25,14 @@ from typing import Any
 import torch
 
 from salience._guard import model_guard
-from salience.attack import AttackConfig, AttackRun, FragilityConfig, PixelModel, run_attack
+from salience.attack import (
+    AttackConfig,
+    AttackRun,
+    FragilityConfig,
+    ManipulationConfig,
+    PixelModel,
+    run_attack,
+)
 from salience.attack.load import load_attack_batch, pixel_model
 from salience.attack.prediction import get_attack
 from salience.models import load_model
@@ -91,6 +98,15 @@ def main() -> None:
         default="gradient,gradcam,integrated_gradients:steps=16",
         help="comma-separated method specs for the acceptance run",
     )
+    ap.add_argument(
+        "--no-fragility", action="store_true", help="skip the fragility attack (acceptance)"
+    )
+    ap.add_argument(
+        "--findings",
+        action="store_true",
+        help="also concentration vs vulnerability, detection, and the manipulation of gradient",
+    )
+    ap.add_argument("--manipulation-steps", type=int, default=10)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -112,6 +128,7 @@ def main() -> None:
                 attacks=("pgd",),
                 bisection=args.bisection,
                 fragility=FragilityConfig(steps=args.fragility_steps),
+                manipulation=ManipulationConfig(steps=args.manipulation_steps),
                 manipulate=False,
                 batch=args.images,
             )
@@ -130,7 +147,15 @@ def main() -> None:
                     run.predictions()
                     save(args.json, result)
                 for method in run.specs:
-                    run.fragility(method)
+                    if not args.no_fragility:
+                        run.fragility(method)
+                        save(args.json, result)
+                    if args.findings and not args.no_prediction:
+                        run.concentration(method)
+                        run.detect(method)
+                        save(args.json, result)
+                if args.findings and "gradient" in run.specs:
+                    run.manipulation("gradient")
                     save(args.json, result)
     save(args.json, result)
     print(json.dumps(result, indent=2, default=str))

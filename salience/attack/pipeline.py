@@ -205,10 +205,15 @@ class AttackRun:
             },
         }
 
+    def clean_map(self, method: str) -> torch.Tensor:
+        """The method's maps of the clean images for their predicted classes (computed once)."""
+        if method not in self.clean_maps:
+            self.clean_maps[method] = self.real_map(method, self.batch.pixels, self.preds)
+        return self.clean_maps[method]
+
     def fragility(self, method: str) -> None:
         cfg, b = self.config.fragility, self.batch
-        clean = self.real_map(method, b.pixels, self.preds)
-        self.clean_maps[method] = clean
+        clean = self.clean_map(method)
         k = default_k(int(clean.shape[-2]), int(clean.shape[-1]), cfg.k)
         layer = self.layer(method)
         noise = random_sign(b.pixels, cfg.eps, cfg.seed)
@@ -255,7 +260,7 @@ class AttackRun:
         self.examples.setdefault("fragility", {})[method] = (adv, noise)
 
     def concentration(self, method: str) -> None:
-        maps = self.clean_maps[method].cpu().numpy()
+        maps = self.clean_map(method).cpu().numpy()
         feats = detection.saliency_features(maps)
         names = dict(zip(detection.SALIENCY_FEATURES, feats.T, strict=True))
         seed = self.config.seed
@@ -270,7 +275,7 @@ class AttackRun:
         eps = min(sweep.eps, key=lambda e: abs(e - cfg.detect_eps))
         adv = sweep.adversarial[sweep.eps.index(eps)]
         clean_px = b.pixels[b.correct]
-        clean_maps = self.clean_maps[method][b.correct].cpu().numpy()
+        clean_maps = self.clean_map(method)[b.correct].cpu().numpy()
         adv_pred = self.pm.predict(adv).argmax(1)
         adv_maps = self.real_map(method, adv, adv_pred).cpu().numpy()
         seed = cfg.seed
