@@ -305,3 +305,30 @@ def test_metric_errors_are_one_line_user_errors(tiny_cnn: nn.Module) -> None:
         M.deletion(tiny_cnn, x, torch.zeros(2, 12, 12), baseline="black")
     with pytest.raises(SalienceError, match="strictly between"):
         M.road_morf(tiny_cnn, x, torch.zeros(2, 12, 12), percentages=(0.0, 0.5))
+
+
+def test_a_registered_variant_has_its_own_defaults_and_closed_form() -> None:
+    from salience.metrics import _registry
+    from salience.metrics._registry import register_metric, variant
+    from salience.metrics.deletion import replacement_curve
+
+    fn = variant(
+        replacement_curve,
+        "insertion_from_zeros",
+        "Insertion from a zero image.",
+        fixed={"insert": True},
+        defaults={"baseline": "zeros", "softmax": False},
+    )
+    try:
+        metric = register_metric(
+            "insertion_from_zeros", category="faithfulness", direction="higher", paper="test"
+        )(fn)
+        model, x, f = RegionModel(region()), ones(), 32 / (H * W)
+        r = metric(model, x, oracle(), steps=STEPS)
+        assert r.value == pytest.approx(3 * 32.0 * (1 - f / 2), rel=1e-12)  # as above
+        assert r.params["baseline"] == "zeros" and "insert" not in r.params
+        assert M.metric_info("insertion_from_zeros").summary == "Insertion from a zero image."
+    finally:
+        _registry._METRICS.pop("insertion_from_zeros", None)
+    with pytest.raises(ValueError, match="no parameters"):
+        variant(replacement_curve, "bad", "", fixed={"nope": 1})

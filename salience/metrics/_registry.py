@@ -94,6 +94,41 @@ def register_metric(
     return decorate
 
 
+def variant(
+    base: Callable[..., Outcome],
+    name: str,
+    doc: str,
+    *,
+    fixed: dict[str, Any] | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> Callable[..., Outcome]:
+    """A metric made from ``base`` (register it with :func:`register_metric`): the arguments in
+    ``fixed`` are set and leave the signature, those in ``defaults`` get new defaults. Paired
+    metrics (deletion/insertion, ROAD MoRF/LeRF, max/average sensitivity) are variants of one
+    function instead of restating its signature."""
+    fixed, defaults = dict(fixed or {}), dict(defaults or {})
+    sig = inspect.signature(base)
+    unknown = (set(fixed) | set(defaults)) - set(sig.parameters)
+    if unknown:
+        raise ValueError(f"{base.__name__} has no parameters {sorted(unknown)}")
+    params = [
+        p.replace(default=defaults[p.name]) if p.name in defaults else p
+        for p in sig.parameters.values()
+        if p.name not in fixed
+    ]
+    signature = sig.replace(parameters=params)
+
+    def metric(*args: Any, **kwargs: Any) -> Outcome:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return base(**bound.arguments, **fixed)
+
+    metric.__signature__ = signature  # type: ignore[attr-defined]
+    metric.__doc__ = doc
+    metric.__name__ = metric.__qualname__ = name
+    return metric
+
+
 def list_metrics(category: str | None = None) -> list[str]:
     """Registered metric names by category (in :data:`CATEGORIES` order), optionally of one."""
     names = [n for n, m in _METRICS.items() if category is None or m.category == category]

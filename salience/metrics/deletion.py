@@ -25,29 +25,32 @@ from salience.metrics._common import (
     resolve_classes,
 )
 from salience.metrics._perturbation import Baseline, baseline_image, curve, step_counts, trapezoid
-from salience.metrics._registry import register_metric
+from salience.metrics._registry import register_metric, variant
 from salience.metrics._result import Outcome
 from salience.outputs import OutputSelector
 
 PETSIUK = "Petsiuk, Das & Saenko, RISE, BMVC 2018 (arXiv:1806.07421)"
 
 
-def _replacement_curve(
+def replacement_curve(
     model: nn.Module,
     x: torch.Tensor,
     saliency: torch.Tensor,
-    target: ClassesLike,
+    target: ClassesLike = None,
     *,
-    insert: bool,
-    baseline: Baseline,
-    steps: int,
-    softmax: bool,
-    blur_kernel: int,
-    blur_sigma: float,
-    seed: int,
-    batch_size: int | None,
-    output: OutputSelector,
+    insert: bool = False,
+    baseline: Baseline = "zeros",
+    steps: int = 50,
+    softmax: bool = True,
+    blur_kernel: int = 11,
+    blur_sigma: float = 5.0,
+    seed: int = 0,
+    batch_size: int | None = None,
+    output: OutputSelector = None,
 ) -> Outcome:
+    """Area under the target probability as the most salient pixels go from the ``start`` to
+    the ``finish`` image: deletion (``insert=False``: from x to the baseline) or insertion
+    (from the baseline back to x)."""
     check_batch(x)
     x = x.detach()
     s = as_map(saliency, x)
@@ -79,71 +82,24 @@ def _replacement_curve(
     )
 
 
-@register_metric("deletion", category="faithfulness", direction="lower", paper=PETSIUK)
-def deletion(
-    model: nn.Module,
-    x: torch.Tensor,
-    saliency: torch.Tensor,
-    target: ClassesLike = None,
-    *,
-    baseline: Baseline = "zeros",
-    steps: int = 50,
-    softmax: bool = True,
-    blur_kernel: int = 11,
-    blur_sigma: float = 5.0,
-    seed: int = 0,
-    batch_size: int | None = None,
-    output: OutputSelector = None,
-) -> Outcome:
-    """Area under the target probability as the most salient pixels are deleted (lower is
-    better)."""
-    return _replacement_curve(
-        model,
-        x,
-        saliency,
-        target,
-        insert=False,
-        baseline=baseline,
-        steps=steps,
-        softmax=softmax,
-        blur_kernel=blur_kernel,
-        blur_sigma=blur_sigma,
-        seed=seed,
-        batch_size=batch_size,
-        output=output,
+deletion = register_metric("deletion", category="faithfulness", direction="lower", paper=PETSIUK)(
+    variant(
+        replacement_curve,
+        "deletion",
+        "Area under the target probability as the most salient pixels are deleted (lower is "
+        "better).",
+        fixed={"insert": False},
     )
-
-
-@register_metric("insertion", category="faithfulness", direction="higher", paper=PETSIUK)
-def insertion(
-    model: nn.Module,
-    x: torch.Tensor,
-    saliency: torch.Tensor,
-    target: ClassesLike = None,
-    *,
-    baseline: Baseline = "blur",
-    steps: int = 50,
-    softmax: bool = True,
-    blur_kernel: int = 11,
-    blur_sigma: float = 5.0,
-    seed: int = 0,
-    batch_size: int | None = None,
-    output: OutputSelector = None,
-) -> Outcome:
-    """Area under the target probability as the most salient pixels are inserted into a blurred
-    image (higher is better)."""
-    return _replacement_curve(
-        model,
-        x,
-        saliency,
-        target,
-        insert=True,
-        baseline=baseline,
-        steps=steps,
-        softmax=softmax,
-        blur_kernel=blur_kernel,
-        blur_sigma=blur_sigma,
-        seed=seed,
-        batch_size=batch_size,
-        output=output,
+)
+insertion = register_metric(
+    "insertion", category="faithfulness", direction="higher", paper=PETSIUK
+)(
+    variant(
+        replacement_curve,
+        "insertion",
+        "Area under the target probability as the most salient pixels are inserted into a "
+        "blurred image (higher is better).",
+        fixed={"insert": True},
+        defaults={"baseline": "blur"},
     )
+)

@@ -36,7 +36,7 @@ from salience.metrics._common import (
     resolve_classes,
 )
 from salience.metrics._imputation import impute
-from salience.metrics._registry import register_metric
+from salience.metrics._registry import register_metric, variant
 from salience.metrics._result import Outcome
 from salience.outputs import OutputSelector
 
@@ -59,20 +59,23 @@ def _row_noise(rows: torch.Tensor, x: torch.Tensor, seed: int) -> torch.Tensor:
     return out
 
 
-def _road(
+def road(
     model: nn.Module,
     x: torch.Tensor,
     saliency: torch.Tensor,
-    target: ClassesLike,
-    order: Literal["morf", "lerf"],
-    percentages: Sequence[float],
-    noise: float,
-    softmax: bool,
-    tol: float,
-    seed: int,
-    batch_size: int | None,
-    output: OutputSelector,
+    target: ClassesLike = None,
+    *,
+    order: Literal["morf", "lerf"] = "morf",
+    percentages: Sequence[float] = PERCENTAGES,
+    noise: float = 0.01,
+    softmax: bool = True,
+    tol: float = 1e-5,
+    seed: int = 0,
+    batch_size: int | None = None,
+    output: OutputSelector = None,
 ) -> Outcome:
+    """Mean target probability with the most (``order="morf"``) or least (``"lerf"``)
+    relevant fractions imputed away."""
     check_batch(x)
     x = x.detach()
     s = as_map(saliency, x)
@@ -116,65 +119,20 @@ def _road(
     )
 
 
-@register_metric("road_morf", category="faithfulness", direction="lower", paper=RONG)
-def road_morf(
-    model: nn.Module,
-    x: torch.Tensor,
-    saliency: torch.Tensor,
-    target: ClassesLike = None,
-    *,
-    percentages: Sequence[float] = PERCENTAGES,
-    noise: float = 0.01,
-    softmax: bool = True,
-    tol: float = 1e-5,
-    seed: int = 0,
-    batch_size: int | None = None,
-    output: OutputSelector = None,
-) -> Outcome:
-    """Mean target probability with the most relevant fractions imputed away (lower is better)."""
-    return _road(
-        model,
-        x,
-        saliency,
-        target,
-        "morf",
-        percentages,
-        noise,
-        softmax,
-        tol,
-        seed,
-        batch_size,
-        output,
+road_morf = register_metric("road_morf", category="faithfulness", direction="lower", paper=RONG)(
+    variant(
+        road,
+        "road_morf",
+        "Mean target probability with the most relevant fractions imputed away (lower is better).",
+        fixed={"order": "morf"},
     )
-
-
-@register_metric("road_lerf", category="faithfulness", direction="higher", paper=RONG)
-def road_lerf(
-    model: nn.Module,
-    x: torch.Tensor,
-    saliency: torch.Tensor,
-    target: ClassesLike = None,
-    *,
-    percentages: Sequence[float] = PERCENTAGES,
-    noise: float = 0.01,
-    softmax: bool = True,
-    tol: float = 1e-5,
-    seed: int = 0,
-    batch_size: int | None = None,
-    output: OutputSelector = None,
-) -> Outcome:
-    """Mean target probability with the least relevant fractions imputed away (higher is better)."""
-    return _road(
-        model,
-        x,
-        saliency,
-        target,
-        "lerf",
-        percentages,
-        noise,
-        softmax,
-        tol,
-        seed,
-        batch_size,
-        output,
+)
+road_lerf = register_metric("road_lerf", category="faithfulness", direction="higher", paper=RONG)(
+    variant(
+        road,
+        "road_lerf",
+        "Mean target probability with the least relevant fractions imputed away (higher is "
+        "better).",
+        fixed={"order": "lerf"},
     )
+)

@@ -31,7 +31,7 @@ from salience.metrics._common import (
     resolve_classes,
     trained_maps,
 )
-from salience.metrics._registry import register_metric, seeded
+from salience.metrics._registry import register_metric, seeded, variant
 from salience.metrics._result import Outcome
 from salience.outputs import OutputSelector
 
@@ -76,20 +76,23 @@ def _map_changes(
     return torch.cat(changes), original.flatten(1).double().norm(dim=1), torch.cat(sizes)
 
 
-def _sensitivity(
+def sensitivity(
     model: nn.Module,
     x: torch.Tensor,
     method: MethodLike,
-    target: ClassesLike,
-    method_params: dict[str, Any] | None,
-    saliency: torch.Tensor | None,
-    radius: float,
-    samples: int,
-    normalize: bool,
-    reduce: Literal["max", "mean"],
-    seed: int,
-    output: OutputSelector,
+    target: ClassesLike = None,
+    *,
+    method_params: dict[str, Any] | None = None,
+    saliency: torch.Tensor | None = None,
+    radius: float = 0.2,
+    samples: int = 50,
+    normalize: bool = True,
+    reduce: Literal["max", "mean"] = "max",
+    seed: int = 0,
+    output: OutputSelector = None,
 ) -> Outcome:
+    """Largest (``reduce="max"``) or mean relative change of the map within an L-infinity
+    ball."""
     check_batch(x)
     x = x.detach()
     explain = explainer(method, method_params, output)
@@ -104,68 +107,26 @@ def _sensitivity(
     return Outcome(score, curves={"per_sample": diff})
 
 
-@register_metric("max_sensitivity", category="robustness", direction="lower", paper=YEH)
-def max_sensitivity(
-    model: nn.Module,
-    x: torch.Tensor,
-    method: MethodLike,
-    target: ClassesLike = None,
-    *,
-    method_params: dict[str, Any] | None = None,
-    saliency: torch.Tensor | None = None,
-    radius: float = 0.2,
-    samples: int = 50,
-    normalize: bool = True,
-    seed: int = 0,
-    output: OutputSelector = None,
-) -> Outcome:
-    """Largest relative change of the map within an L-infinity ball (lower is better)."""
-    return _sensitivity(
-        model,
-        x,
-        method,
-        target,
-        method_params,
-        saliency,
-        radius,
-        samples,
-        normalize,
-        "max",
-        seed,
-        output,
+max_sensitivity = register_metric(
+    "max_sensitivity", category="robustness", direction="lower", paper=YEH
+)(
+    variant(
+        sensitivity,
+        "max_sensitivity",
+        "Largest relative change of the map within an L-infinity ball (lower is better).",
+        fixed={"reduce": "max"},
     )
-
-
-@register_metric("avg_sensitivity", category="robustness", direction="lower", paper=YEH)
-def avg_sensitivity(
-    model: nn.Module,
-    x: torch.Tensor,
-    method: MethodLike,
-    target: ClassesLike = None,
-    *,
-    method_params: dict[str, Any] | None = None,
-    saliency: torch.Tensor | None = None,
-    radius: float = 0.2,
-    samples: int = 50,
-    normalize: bool = True,
-    seed: int = 0,
-    output: OutputSelector = None,
-) -> Outcome:
-    """Mean relative change of the map within an L-infinity ball (lower is better)."""
-    return _sensitivity(
-        model,
-        x,
-        method,
-        target,
-        method_params,
-        saliency,
-        radius,
-        samples,
-        normalize,
-        "mean",
-        seed,
-        output,
+)
+avg_sensitivity = register_metric(
+    "avg_sensitivity", category="robustness", direction="lower", paper=YEH
+)(
+    variant(
+        sensitivity,
+        "avg_sensitivity",
+        "Mean relative change of the map within an L-infinity ball (lower is better).",
+        fixed={"reduce": "mean"},
     )
+)
 
 
 @register_metric("local_lipschitz", category="robustness", direction="lower", paper=ALVAREZ)
