@@ -4,7 +4,9 @@ Milliseconds per image come from a timed call after a warm-up call that is not c
 (compilation, lazy initialisation, caches). Peak memory is ``torch.cuda.max_memory_allocated``
 above its level before the call on CUDA; on the CPU, torch's allocations are not seen by
 ``tracemalloc``, so the process's resident memory (psutil) is sampled every few milliseconds
-and the peak above its level before the call is reported.
+and the peak above its level before the call is reported. That is a lower bound: memory the
+allocator kept from an earlier call is reused without growing the process, so on the CPU a
+setting measured after a larger one can read near 0 MB. CUDA figures have no such caveat.
 """
 
 from __future__ import annotations
