@@ -13,7 +13,7 @@ from torch import nn
 from salience._guard import model_guard
 from salience.errors import SalienceError
 from salience.methods._base import Attribution, check_batch
-from salience.methods._batching import chunk_size, spans
+from salience.methods.batching import chunk_size, spans
 from salience.models.layers import module_name
 from salience.outputs import OutputSelector, select_output
 from salience.targets import ClassTarget, as_target

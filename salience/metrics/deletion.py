@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from salience._guard import model_guard
-from salience.methods._batching import chunk_size
+from salience.methods.batching import chunk_size
 from salience.metrics._common import (
     ClassesLike,
     as_map,

@@ -23,7 +23,7 @@ from torch import nn
 
 from salience._guard import model_guard
 from salience.errors import SalienceError
-from salience.methods._batching import chunk_size, spans
+from salience.methods.batching import chunk_size, spans
 from salience.metrics._common import (
     ClassesLike,
     as_map,
