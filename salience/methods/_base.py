@@ -99,7 +99,8 @@ class Attribution(ABC):
     """
 
     name: ClassVar[str]
-    family: ClassVar[str]  # "gradient", "cam", "perturbation", "relevance", "attention" or "control"
+    # "gradient", "cam", "perturbation", "relevance", "attention" or "control"
+    family: ClassVar[str]
     signed: ClassVar[bool]
     passes: ClassVar[str]  # cost per image, e.g. "1 fwd+bwd" or "steps fwd+bwd"
     stochastic: ClassVar[bool] = False
