@@ -31,7 +31,7 @@ from salience.attack._measures import topk_intersection
 from salience.attack._stats import rank_correlation, roc_auc
 from salience.attack.detection import detector_auc
 from salience.attack.pipeline import manipulated
-from salience.attack.prediction import ATTACKS, norm_of
+from salience.attack.prediction import ATTACKS, BudgetSweep, bracket, norm_of
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.25, 0.2, 0.5)
 
@@ -272,3 +272,10 @@ def test_batch_norm_statistics_and_mode_survive_attacks() -> None:
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
     assert torch.equal(pm.predict(x), before) and not model.training
     assert report["methods"]["gradient"]["labels_kept"] == 1.0
+
+
+def test_bisection_brackets_come_from_the_sweep() -> None:
+    hits = torch.tensor([[False, True, False], [True, True, False], [True, True, False]])
+    sweep = BudgetSweep([1.0, 2.0, 3.0], hits, [])
+    low, high = bracket(sweep, 12.0)
+    assert high.tolist() == [2.0, 1.0, 12.0] and low.tolist() == [1.0, 0.0, 3.0]

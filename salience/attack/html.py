@@ -64,7 +64,7 @@ def _prediction(report: dict[str, Any]) -> str:
     note = (
         f"<p class=note>{p['attacked']} correctly classified images attacked. Median smallest "
         f"successful {_e(p['attack'])} budget: {_f(s['median'] and s['median'] * 255, 2)}/255 "
-        f"(bisection, resolution {s['resolution'] * 255:.3g}/255).</p>"
+        f"(bisection, resolution {_f(s['resolution'] and s['resolution'] * 255, 3)}/255).</p>"
     )
     return (
         "<h2>Predictions</h2>"

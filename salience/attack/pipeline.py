@@ -175,12 +175,14 @@ class AttackRun:
         primary = cfg.attacks[0]
         spec = prediction.get_attack(primary)
         high = 4 * max(attacks[primary]["eps"])
+        low, top = prediction.bracket(self.sweeps[primary], high)  # bisect between swept budgets
         smallest = prediction.smallest_budget(
             self.pm,
             pixels,
             labels,
             spec,
-            high,
+            top,
+            low=low,
             steps=cfg.steps,
             iterations=cfg.bisection,
             progress=lambda n: self.progress("prediction", n),
@@ -201,7 +203,7 @@ class AttackRun:
                 "values": [None if not np.isfinite(v) else float(v) for v in self.smallest],
                 "median": float(np.median(finite)) if len(finite) else None,
                 "failed_at": high,
-                "resolution": high / 2**cfg.bisection,
+                "resolution": float((top - low).max()) / 2**cfg.bisection if len(low) else None,
             },
         }
 

@@ -177,17 +177,19 @@ def smallest_budget(
     pixels: torch.Tensor,
     labels: torch.Tensor,
     spec: AttackSpec,
-    high: float,
+    high: float | torch.Tensor,
     *,
+    low: torch.Tensor | None = None,
     steps: int = 10,
     iterations: int = 6,
     progress: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
-    """Each image's smallest successful budget, by bisection on ``(0, high]``; ``inf`` where
-    the attack fails even at ``high``. Resolution: ``high / 2**iterations``."""
+    """Each image's smallest successful budget, by bisection on ``(low, high]`` (one bracket
+    per image, or ``(0, high]``); ``inf`` where the attack fails even at ``high``.
+    Resolution: ``(high - low) / 2**iterations``."""
     n = len(pixels)
-    lo = torch.zeros(n, dtype=torch.float64)
-    hi = torch.full((n,), float(high), dtype=torch.float64)
+    lo = torch.zeros(n, dtype=torch.float64) if low is None else low.double().cpu().clone()
+    hi = torch.as_tensor(high, dtype=torch.float64).expand(n).clone()
     start = run_attack(pm, pixels, labels, spec, hi, steps=steps, random_start=False)
     found = success(pm, start, labels).cpu()
     if progress:
@@ -201,3 +203,14 @@ def smallest_budget(
         if progress:
             progress(1)
     return torch.where(found, hi, torch.full_like(hi, float("inf")))
+
+
+def bracket(sweep: BudgetSweep, ceiling: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image, the bisection bracket a sweep gives: the smallest swept budget that broke
+    the image (else ``ceiling``) and the largest swept budget below it that did not (else 0)."""
+    eps = torch.tensor(sweep.eps, dtype=torch.float64)
+    hits = sweep.success.cpu()
+    broke = torch.where(hits, eps[:, None], torch.full_like(eps[:, None], ceiling))
+    high = broke.amin(0)
+    held = torch.where(~hits & (eps[:, None] < high), eps[:, None], torch.zeros_like(eps[:, None]))
+    return held.amax(0), high
