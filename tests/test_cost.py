@@ -244,6 +244,7 @@ def test_cost_command_end_to_end(tiny_files: tuple[Path, Path], tmp_path: Path) 
     for name, best in report["recommended"].items():
         assert best in report["methods"][name]
     assert report["parameters"]["pruned_0.5"] < report["parameters"]["reference"]
+    assert ig["reference"]["agreement"] == 1.0 and 0 <= ig["pruned_0.5"]["agreement"] <= 1
     page = (out / "cost.html").read_text()
     assert "Content-Security-Policy" in page and "<script" not in page and "<svg" in page
 

@@ -21,7 +21,15 @@ tr.best td { font-weight: bold; }
 svg text { font: 11px system-ui, sans-serif; }
 """
 W, H, PAD = 640, 320, 48
-COLUMNS = ("ms_per_image", "peak_mb", "spearman", "topk_iou", "deletion_delta", "insertion_delta")
+COLUMNS = (
+    "ms_per_image",
+    "peak_mb",
+    "spearman",
+    "topk_iou",
+    "deletion_delta",
+    "insertion_delta",
+    "agreement",
+)
 
 
 def _e(value: Any) -> str:
@@ -108,7 +116,8 @@ def write_cost_html(report: dict[str, Any], path: Path) -> Path:
     parts = [
         f"<p class=note>Recommended: the cheapest setting whose Spearman to the reference is at "
         f"least {_e(threshold)} (bold). Blue: the cost/fidelity frontier. Deletion/insertion "
-        "deltas are the setting's score minus the reference's, on the reference model.</p>"
+        "deltas are the setting's score minus the reference's, on the reference model; agreement "
+        "is the share of images for which the setting's model predicts the reference's class.</p>"
     ]
     for name, rows in report["methods"].items():
         best = report["recommended"].get(name)

@@ -192,7 +192,14 @@ def _run(
         return _one_line(exc), {**row, "error": _one_line(exc)}
     row["ms_per_image"] = 1000 * cost.seconds / x.shape[0]
     row["peak_mb"] = cost.peak_mb
+    row["agreement"] = _agreement(model, x, target)
     return maps.float(), row
+
+
+def _agreement(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> float:
+    """Share of images the setting's model predicts the reference's class for."""
+    with torch.no_grad(), model_guard(model):
+        return float((model(x).argmax(1) == target).double().mean())
 
 
 def _parameter_counts(models: _Models) -> dict[str, int]:
