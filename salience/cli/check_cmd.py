@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from salience.cli import app
 from salience.cli._common import (
@@ -83,7 +84,14 @@ def check(
     images; a verdict whose interval straddles its threshold says "not enough evidence".
     Prints an estimate first, then progress (plain lines when piped), and saves report.json
     after each method."""
-    from salience.check import CheckConfig, default_methods, estimate_check, load_batch, run_check
+    from salience.check import (
+        CheckConfig,
+        columns,
+        default_methods,
+        estimate_check,
+        load_batch,
+        run_check,
+    )
     from salience.export.mlflow import log_check, require_mlflow
 
     if log_to:
@@ -130,6 +138,9 @@ def check(
         print_json(report)
         return
     console.print(check_table(report, model))
+    for c in columns(short=True):
+        console.print(Text.assemble((c.short, "bold"), f": {c.meaning}"))
+    console.print(Text.assemble(("[lo, hi]", "bold"), ": the 95% interval over the images"))
     for name in report["ranking"]:
         e = report["methods"][name]
         console.print(styled(e["verdict"], "green" if e["trusted"] else "red"))
