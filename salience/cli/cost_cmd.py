@@ -62,7 +62,11 @@ def cost(
     ] = 0.0,
     skip: Annotated[
         list[str] | None,
-        typer.Option("--skip", help=f"Leave out a kind of setting: {KIND_HELP}; repeatable."),
+        typer.Option(
+            "--skip",
+            help=f"Leave out a kind of setting: {KIND_HELP}; repeatable. On a CPU, compile "
+            "adds a warm-up of tens of seconds or more per method (not counted in ms/image).",
+        ),
     ] = None,
     ratios: Annotated[
         str, typer.Option(help="Pruning ratios (channels removed), comma-separated.")
