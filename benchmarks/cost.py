@@ -42,7 +42,7 @@ def plan(args: argparse.Namespace) -> list[tuple[str, dict[str, Any], CostConfig
         ("rise", {"masks": args.rise_masks}, CostConfig(kinds=("fewer",))),
         (
             "occlusion",
-            {"window": 32, "stride": 16},
+            {"window": 32, "stride": args.occlusion_stride},
             CostConfig(kinds=("int8", "pruned", "precision"), ratios=ratios),
         ),
     ]
@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--ig-steps", type=int, default=128)
     parser.add_argument("--sg-samples", type=int, default=50)
     parser.add_argument("--rise-masks", type=int, default=1000)
+    parser.add_argument("--occlusion-stride", type=int, default=16)
     parser.add_argument("--only", nargs="*", help="methods to run (default: all)")
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--json", type=Path)
