@@ -21,6 +21,7 @@ from torch import nn
 from salience.audit.stats import region_columns, stat_columns
 from salience.data.dataset import Dataset, Item
 from salience.errors import SalienceError
+from salience.models.settings import ModelSettings
 from salience.models.sources import imagenet_classes, imagenet_wnids, memory_format
 from salience.store.manifest import Manifest, MethodKind
 
@@ -250,6 +251,7 @@ def make_plan(
             "state_sha256": state_sha256(model.module),
             "cam_layer": model.cam_layer,
             "memory_format": memory_format(model.module),
+            "settings": getattr(model, "settings", ModelSettings()).describe(),
         },
         dataset={
             "source": dataset.source,
