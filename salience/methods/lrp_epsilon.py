@@ -15,7 +15,11 @@ from salience.methods._registry import register_method
 @register_method
 class LrpEpsilon(LrpMethod):
     """Relevance through every convolution, linear layer, sum and average pool by the epsilon
-    rule; as epsilon -> 0 it becomes LRP-0 (input x gradient on ReLU networks)."""
+    rule; as epsilon -> 0 it becomes LRP-0 (input x gradient on ReLU networks).
+
+    The default epsilon (zennit's) keeps relevance conserved but lets near-zero denominators
+    explode on deep models whose residual adds have no canonizer (EfficientNet-Lite): pass
+    e.g. ``epsilon=0.25`` there, or use ``lrp_epsilon_plus_flat``."""
 
     name = "lrp_epsilon"
 
