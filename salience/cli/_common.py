@@ -39,7 +39,8 @@ console = Console(markup=False, highlight=False)
 err_console = Console(stderr=True, markup=False, highlight=False)
 
 MODEL_HELP = (
-    "torchvision:NAME, timm:NAME, FILE.pt (TorchScript), package.module:factory or "
+    "torchvision:NAME, timm:NAME, hf:FOLDER (a saved Hugging Face image classifier, or a "
+    "name in the local Hugging Face cache), FILE.pt (TorchScript), package.module:factory or "
     "FILE.py:factory, or efficientnet_lite0. package.module:factory and FILE.py:factory "
     "import and run that Python code: use them only with code you trust."
 )
