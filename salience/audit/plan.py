@@ -21,8 +21,8 @@ from torch import nn
 from salience.audit.stats import region_columns, stat_columns
 from salience.data.dataset import Dataset, Item
 from salience.errors import SalienceError
-from salience.models.settings import ModelSettings
-from salience.models.sources import imagenet_classes, imagenet_wnids, memory_format
+from salience.models.settings import ModelSettings, memory_format
+from salience.models.sources import imagenet_classes, imagenet_wnids
 from salience.store.manifest import Manifest, MethodKind
 
 FORMAT = 1

@@ -12,6 +12,7 @@ from salience.models import (  # noqa: F401  (imported to register their sources
     huggingface,
 )
 from salience.models.preprocess import PRESETS, Preprocess, parse_preprocess
+from salience.models.settings import memory_format
 from salience.models.sources import (
     LoadedModel,
     ModelSource,
@@ -19,7 +20,6 @@ from salience.models.sources import (
     imagenet_wnids,
     list_sources,
     load_model,
-    memory_format,
     register_source,
 )
 from salience.models.weights import read_state_dict

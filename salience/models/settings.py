@@ -133,9 +133,16 @@ def apply_settings(module: nn.Module, settings: ModelSettings, *, owned: bool = 
     return view
 
 
-def _is_nhwc(module: nn.Module) -> bool:
-    from salience.models.sources import memory_format  # sources imports this module
+def memory_format(module: nn.Module) -> str:
+    """``"channels_last"`` when the model's 4-d weights are stored NHWC, else ``"contiguous"``."""
+    for p in module.parameters():
+        if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1:
+            nhwc = p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+            return "channels_last" if nhwc else "contiguous"
+    return "contiguous"
 
+
+def _is_nhwc(module: nn.Module) -> bool:
     return memory_format(module) == "channels_last"
 
 

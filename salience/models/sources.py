@@ -32,7 +32,12 @@ from salience.device import resolve_device
 from salience.errors import SalienceError
 from salience.models.preprocess import Preprocess, parse_preprocess
 from salience.models.pretrained import RandomWeightsWarning, cached_timm, cached_torchvision
-from salience.models.settings import ModelSettings, Precision, apply_settings, warm_up
+from salience.models.settings import (
+    ModelSettings,
+    Precision,
+    apply_settings,
+    warm_up,
+)
 from salience.models.weights import (
     apply_state_dict,
     classifier_outputs,
@@ -480,12 +485,3 @@ def _import_target(target: str) -> Any:
         raise SalienceError(
             f"cannot import {exc.name!r} for model {target!r}; install it or write FILE.py:factory"
         ) from None
-
-
-def memory_format(module: nn.Module) -> str:
-    """``"channels_last"`` when the model's 4-d weights are stored NHWC, else ``"contiguous"``."""
-    for p in module.parameters():
-        if p.dim() == 4 and p.shape[1] > 1 and p.shape[2] * p.shape[3] > 1:
-            nhwc = p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
-            return "channels_last" if nhwc else "contiguous"
-    return "contiguous"
