@@ -66,5 +66,5 @@ def test_demo_adversarial_adds_a_more_robust_v3(tmp_path: Path) -> None:
     payload = json.loads((out / "demo.json").read_text())
     r = payload["robustness"]
     assert set(r) == {"v1", "v2", "v3"} and "v3" in payload
-    assert r["v3"]["attacked_accuracy"]["8/255"] > r["v2"]["attacked_accuracy"]["8/255"]
+    assert r["v3"]["attacked_accuracy"]["2/255"] > r["v2"]["attacked_accuracy"]["2/255"]
     assert (out / "report-v3.html").is_file()
