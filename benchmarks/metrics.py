@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import salience.metrics as M
-from salience.methods._batching import chunk_size, spans
+from salience.methods.batching import chunk_size, spans
 from salience.metrics._common import descending_order, ranks
 from salience.metrics._imputation import impute
 

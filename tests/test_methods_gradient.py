@@ -13,7 +13,7 @@ import salience
 from salience.errors import SalienceError
 from salience.methods import build_method
 from salience.methods._baselines import path_baseline
-from salience.methods._batching import chunk_size
+from salience.methods.batching import chunk_size
 from salience.methods.integrated_gradients import RULES, path_points
 
 C, H, W, K = 3, 5, 4, 4

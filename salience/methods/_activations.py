@@ -20,7 +20,7 @@ from torch.overrides import TorchFunctionMode
 
 from salience.errors import UnsupportedModelError
 from salience.methods._base import Attribution, Problem
-from salience.methods._batching import spans
+from salience.methods.batching import spans
 
 Rule = Literal["guided", "deconv"]
 _Match = tuple[torch.Tensor, float | None, bool]  # input, upper bound (None: ReLU), in place

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from salience.methods._base import Attribution, Problem
-from salience.methods._batching import Kind, spans
+from salience.methods.batching import Kind, spans
 from salience.models.attention import (
     AttentionBlocks,
     find_attention,

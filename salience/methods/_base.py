@@ -13,7 +13,7 @@ from torch import nn
 
 from salience._guard import model_guard
 from salience.errors import SalienceError
-from salience.methods._batching import Kind, chunk_size
+from salience.methods.batching import Kind, chunk_size
 from salience.outputs import OutputSelector, select_output
 from salience.targets import PredictedTarget, Target, TargetLike, as_target, resolve_predicted
 
@@ -40,7 +40,7 @@ class Problem:
         return select_output(self.model(inputs), self.output)
 
     def chunk(self, kind: Kind) -> int:
-        """Rows per pass for this model and input size (see :mod:`salience.methods._batching`)."""
+        """Rows per pass for this model and input size (see :mod:`salience.methods.batching`)."""
         if kind not in self._chunks:
             self._chunks[kind] = chunk_size(self.model, self.x, kind, self.batch_size)
         return self._chunks[kind]

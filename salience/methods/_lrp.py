@@ -38,7 +38,7 @@ from zennit.types import BatchNorm, ConvolutionTranspose, Linear
 
 from salience.errors import UnsupportedModelError
 from salience.methods._base import Attribution, Problem
-from salience.methods._batching import spans
+from salience.methods.batching import spans
 
 _MAX_NAMED = 3
 

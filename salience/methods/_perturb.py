@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from salience.errors import SalienceError
 from salience.methods._base import Problem
-from salience.methods._batching import spans
+from salience.methods.batching import spans
 
 Baseline = float | str | torch.Tensor
 BASELINES = ("0", "mean", "blur", "a number", "a tensor broadcastable to x")

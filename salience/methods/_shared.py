@@ -28,7 +28,7 @@ from torch import nn
 from salience._guard import Hooks, model_guard
 from salience.errors import SalienceError
 from salience.methods._base import REDUCTIONS, Attribution, Problem, Reduce, check_batch, format_map
-from salience.methods._batching import Kind, spans
+from salience.methods.batching import Kind, spans
 from salience.models.layers import CamLayer
 from salience.outputs import OutputSelector
 from salience.targets import TargetLike, as_target

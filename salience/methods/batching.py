@@ -2,8 +2,8 @@
 
 One helper decides how many rows go through the model at once: an explicit ``batch_size``
 always wins; otherwise the size is derived from the measured activation memory of one sample
-and the memory available on the device. On CPUs, large batches do not run faster (measured on
-ResNet-18: 16 rows per pass beat 800), so the CPU cap is small.
+and the memory available on the device. On CPUs, large batches do not run faster
+(``benchmarks/attribution.py`` sweeps it), so the CPU cap is small.
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ import torch
 from salience.errors import SalienceError
 from salience.methods._base import Attribution, Problem
 from salience.methods._baselines import PathBaseline, check_path_baseline, path_baseline
-from salience.methods._batching import spans
 from salience.methods._perturb import clean_scores
 from salience.methods._registry import register_method
+from salience.methods.batching import spans
 
 RULES = ("gauss_legendre", "trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from salience.errors import SalienceError
 from salience.methods._base import Attribution, Problem
-from salience.methods._batching import spans
 from salience.methods._perturb import Baseline, baseline_like, row_scores
 from salience.methods._registry import register_method
+from salience.methods.batching import spans
 
 
 def random_grids(

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from salience.methods._base import Problem
-from salience.methods._batching import spans
 from salience.methods._cam import CamMethod, Captured
 from salience.methods._registry import register_method
+from salience.methods.batching import spans
 from salience.models.layers import CamLayer
 
 

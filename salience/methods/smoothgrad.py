@@ -10,8 +10,8 @@ import torch
 
 from salience.errors import SalienceError
 from salience.methods._base import Attribution, Problem
-from salience.methods._batching import spans
 from salience.methods._registry import get_method, list_methods, method_info, register_method
+from salience.methods.batching import spans
 from salience.targets import Target
 
 Statistic = Literal["mean", "square", "var"]
