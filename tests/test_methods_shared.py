@@ -25,7 +25,7 @@ from salience.methods import (
     method_info,
     share_groups,
 )
-from salience.methods._base import Problem
+from salience.methods._base import ExplainJob
 from salience.methods._shared import SHARE_ENV, Chunk, Sharing
 from salience.models.layers import CamLayer
 from salience.models.preprocess import Preprocess
@@ -253,7 +253,7 @@ class _Failing(Sharing):
     passes = "1 fwd+bwd"
     needs_input_grad = True
 
-    def finish(self, chunk: Chunk, problem: Problem, layer: CamLayer | None) -> torch.Tensor:
+    def finish(self, chunk: Chunk, problem: ExplainJob, layer: CamLayer | None) -> torch.Tensor:
         raise ValueError("finish failed")
 
 

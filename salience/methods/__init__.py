@@ -45,7 +45,7 @@ from salience.methods import (  # noqa: F401  (imported to register, in this ord
 )
 
 # isort: on
-from salience.methods._base import Attribution, Problem, Reduce
+from salience.methods._base import Attribution, ExplainJob, Reduce
 from salience.methods._registry import MethodInfo, get_method, list_methods, method_info
 from salience.methods._shared import explain_many, share_groups
 from salience.methods.spec import parse_method_spec
@@ -54,8 +54,8 @@ from salience.targets import TargetLike
 
 __all__ = [
     "Attribution",
+    "ExplainJob",
     "MethodInfo",
-    "Problem",
     "build_method",
     "explain",
     "explain_many",

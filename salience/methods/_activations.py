@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from salience.errors import UnsupportedModelError
-from salience.methods._base import Attribution, Problem
+from salience.methods._base import Attribution, ExplainJob
 from salience.methods.batching import spans
 
 Rule = Literal["guided", "deconv"]
@@ -136,7 +136,7 @@ class ReluOverride(ReluLikeMode):
 
 
 def rectified_gradient(
-    problem: Problem, inputs: torch.Tensor, index: torch.Tensor, rule: Rule, method: str
+    problem: ExplainJob, inputs: torch.Tensor, index: torch.Tensor, rule: Rule, method: str
 ) -> torch.Tensor:
     """Input gradient of each row's target score with the model's ReLUs following ``rule``."""
     inp = inputs.detach().requires_grad_(True)
@@ -163,7 +163,7 @@ class RectifiedGradient(Attribution):
     passes = "1 fwd+bwd"
     rule: ClassVar[Rule]
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
+    def attribute(self, problem: ExplainJob) -> torch.Tensor:
         index = problem.rows()
         return torch.cat(
             [

@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from salience.methods._base import Attribution, Problem
+from salience.methods._base import Attribution, ExplainJob
 from salience.methods.batching import Kind, spans
 from salience.models.attention import (
     AttentionBlocks,
@@ -44,7 +44,7 @@ class AttentionMethod(Attribution):
             return f"{cls.name} needs a transformer with attention blocks; this model has none"
         return None
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
+    def attribute(self, problem: ExplainJob) -> torch.Tensor:
         blocks = require_attention(problem.model, self.name)
         index = problem.rows()
         kind: Kind = "backward" if self.needs_grad else "forward"
@@ -56,7 +56,7 @@ class AttentionMethod(Attribution):
         )
 
     def _maps(
-        self, problem: Problem, blocks: AttentionBlocks, x: torch.Tensor, index: torch.Tensor
+        self, problem: ExplainJob, blocks: AttentionBlocks, x: torch.Tensor, index: torch.Tensor
     ) -> torch.Tensor:
         inp = x.detach().requires_grad_(self.needs_grad)
         with recorded_attention(blocks) as store, torch.set_grad_enabled(self.needs_grad):

@@ -22,7 +22,7 @@ REDUCTIONS: tuple[str, ...] = ("sum", "abs_sum", "abs_max", "none")
 
 
 @dataclass
-class Problem:
+class ExplainJob:
     """One explanation job as methods see it: a guarded model, a clean batch and its target."""
 
     model: nn.Module
@@ -116,7 +116,7 @@ class Attribution(ABC):
         self.batch_size = batch_size
 
     @abstractmethod
-    def attribute(self, problem: Problem) -> torch.Tensor:
+    def attribute(self, problem: ExplainJob) -> torch.Tensor:
         """Compute the raw attribution for ``problem.x`` (see the class docstring for shapes)."""
 
     def explain(
@@ -134,7 +134,9 @@ class Attribution(ABC):
             raise SalienceError(
                 f"unknown reduce {reduce!r}; choose one of: {', '.join(REDUCTIONS)}"
             )
-        problem = Problem(model, x.detach(), as_target(target, x.shape[0]), output, self.batch_size)
+        problem = ExplainJob(
+            model, x.detach(), as_target(target, x.shape[0]), output, self.batch_size
+        )
         with model_guard(model):
             raw = self.attribute(problem)
         return format_map(raw, x, reduce)

@@ -12,7 +12,7 @@ from abc import abstractmethod
 import torch
 from torch import nn
 
-from salience.methods._base import Problem
+from salience.methods._base import ExplainJob
 from salience.methods._shared import Captured, Chunk, Sharing
 from salience.models.layers import CamLayer, resolve_layer
 
@@ -41,10 +41,10 @@ class CamMethod(Sharing):
         self.layer = layer
         self.relu = relu
 
-    def capture_layer(self, problem: Problem) -> CamLayer | None:
+    def capture_layer(self, problem: ExplainJob) -> CamLayer | None:
         return resolve_layer(problem.model, self.layer, problem.x)
 
-    def finish(self, chunk: Chunk, problem: Problem, layer: CamLayer | None) -> torch.Tensor:
+    def finish(self, chunk: Chunk, problem: ExplainJob, layer: CamLayer | None) -> torch.Tensor:
         assert layer is not None
         return self.cam(chunk.layers[layer], problem, layer, chunk.index)
 
@@ -54,6 +54,6 @@ class CamMethod(Sharing):
 
     @abstractmethod
     def cam(
-        self, cap: Captured, problem: Problem, layer: CamLayer, index: torch.Tensor
+        self, cap: Captured, problem: ExplainJob, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
         """The map ``[n, h, w]`` for one chunk of images."""

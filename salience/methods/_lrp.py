@@ -37,7 +37,7 @@ from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanoni
 from zennit.types import BatchNorm, ConvolutionTranspose, Linear
 
 from salience.errors import UnsupportedModelError
-from salience.methods._base import Attribution, Problem
+from salience.methods._base import Attribution, ExplainJob
 from salience.methods.batching import spans
 
 _MAX_NAMED = 3
@@ -58,7 +58,7 @@ class LrpMethod(Attribution):
     def composite(self, x: torch.Tensor) -> Composite:
         """zennit's composite (rules only, no canonizers) for the chunk ``x``."""
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
+    def attribute(self, problem: ExplainJob) -> torch.Tensor:
         if isinstance(problem.model, torch.jit.ScriptModule):
             raise UnsupportedModelError(
                 f"{self.name} needs module hooks, which TorchScript models do not have; "
@@ -72,7 +72,7 @@ class LrpMethod(Attribution):
             ]
         )
 
-    def _relevance(self, problem: Problem, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def _relevance(self, problem: ExplainJob, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         model = problem.model
         composite = self.composite(x)
         applied = RemovableHandleList()

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from salience.errors import SalienceError
-from salience.methods._base import Problem
+from salience.methods._base import ExplainJob
 from salience.methods.batching import spans
 
 Baseline = float | str | torch.Tensor
@@ -65,7 +65,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def _score(
-    problem: Problem, logits: torch.Tensor, index: torch.Tensor, probs: bool
+    problem: ExplainJob, logits: torch.Tensor, index: torch.Tensor, probs: bool
 ) -> torch.Tensor:
     if probs:
         if logits.shape[1] < 2:
@@ -76,7 +76,7 @@ def _score(
     return problem.resolve_target().scores(logits, index)
 
 
-def clean_scores(problem: Problem, probs: bool = False) -> torch.Tensor:
+def clean_scores(problem: ExplainJob, probs: bool = False) -> torch.Tensor:
     """Scores ``[N]`` of the unperturbed images; resolves a predicted target from the same pass."""
     with torch.no_grad():
         step = problem.chunk("forward")
@@ -86,7 +86,7 @@ def clean_scores(problem: Problem, probs: bool = False) -> torch.Tensor:
 
 
 def row_scores(
-    problem: Problem, inputs: torch.Tensor, index: torch.Tensor, probs: bool = False
+    problem: ExplainJob, inputs: torch.Tensor, index: torch.Tensor, probs: bool = False
 ) -> torch.Tensor:
     """Target scores of one chunk of perturbed rows; ``index[m]`` is row ``m``'s image."""
     with torch.no_grad():
@@ -94,7 +94,7 @@ def row_scores(
 
 
 def chunked_scores(
-    problem: Problem,
+    problem: ExplainJob,
     total: int,
     build: Callable[[int, int], tuple[torch.Tensor, torch.Tensor]],
     probs: bool = False,

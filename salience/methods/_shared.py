@@ -27,7 +27,14 @@ from torch import nn
 
 from salience._guard import Hooks, model_guard
 from salience.errors import SalienceError
-from salience.methods._base import REDUCTIONS, Attribution, Problem, Reduce, check_batch, format_map
+from salience.methods._base import (
+    REDUCTIONS,
+    Attribution,
+    ExplainJob,
+    Reduce,
+    check_batch,
+    format_map,
+)
 from salience.methods.batching import Kind, spans
 from salience.models.layers import CamLayer
 from salience.outputs import OutputSelector
@@ -65,7 +72,7 @@ class Sharing(Attribution):
     needs_grad: ClassVar[bool] = True  # a backward pass (else forward only)
     needs_input_grad: ClassVar[bool] = False
 
-    def capture_layer(self, problem: Problem) -> CamLayer | None:
+    def capture_layer(self, problem: ExplainJob) -> CamLayer | None:
         """The layer whose activations (and gradients) this method needs, if any."""
         return None
 
@@ -74,18 +81,18 @@ class Sharing(Attribution):
         return (self.needs_grad, self.batch_size)
 
     @abstractmethod
-    def finish(self, chunk: Chunk, problem: Problem, layer: CamLayer | None) -> torch.Tensor:
+    def finish(self, chunk: Chunk, problem: ExplainJob, layer: CamLayer | None) -> torch.Tensor:
         """This method's attribution for one chunk of the batch."""
 
     def combine(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """The attribution of the whole batch from the chunks'."""
         return torch.cat(parts)
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
+    def attribute(self, problem: ExplainJob) -> torch.Tensor:
         return run_shared([self], problem)[0]
 
 
-def run_shared(methods: Sequence[Sharing], problem: Problem) -> list[torch.Tensor]:
+def run_shared(methods: Sequence[Sharing], problem: ExplainJob) -> list[torch.Tensor]:
     """The attributions of ``methods`` (with one :meth:`~Sharing.shares` key) from one pass."""
     grad = methods[0].needs_grad
     layers = [m.capture_layer(problem) for m in methods]
@@ -102,7 +109,7 @@ def run_shared(methods: Sequence[Sharing], problem: Problem) -> list[torch.Tenso
 
 
 def clean_pass(
-    problem: Problem,
+    problem: ExplainJob,
     a: int,
     b: int,
     index: torch.Tensor,
@@ -217,7 +224,7 @@ def explain_many(
     with model_guard(model):
         for group in share_groups(named, share):
             first = next(iter(group.values()))
-            problem = Problem(
+            problem = ExplainJob(
                 model, x.detach(), as_target(target, x.shape[0]), output, first.batch_size
             )
             if len(group) == 1:

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from salience._guard import Hooks
-from salience.methods._base import Problem
+from salience.methods._base import ExplainJob
 from salience.methods._cam import CamMethod, Captured
 from salience.methods._registry import register_method
 from salience.methods.batching import spans
@@ -35,7 +35,7 @@ class AblationCam(CamMethod):
     needs_grad = False
 
     def cam(
-        self, cap: Captured, problem: Problem, layer: CamLayer, index: torch.Tensor
+        self, cap: Captured, problem: ExplainJob, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
         problem.resolve_target()
         acts = cap.acts
@@ -63,7 +63,7 @@ class AblationCam(CamMethod):
 
 
 def _ablate(
-    problem: Problem,
+    problem: ExplainJob,
     layer: CamLayer,
     image: torch.Tensor,
     channels: torch.Tensor,

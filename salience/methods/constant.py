@@ -7,7 +7,7 @@ import math
 import torch
 
 from salience.errors import SalienceError
-from salience.methods._base import Attribution, Problem
+from salience.methods._base import Attribution, ExplainJob
 from salience.methods._registry import register_method
 
 
@@ -28,7 +28,7 @@ class Constant(Attribution):
         super().__init__(batch_size=batch_size)
         self.value = value
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
+    def attribute(self, problem: ExplainJob) -> torch.Tensor:
         if isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
             raise SalienceError(f"value must be a number, got {self.value!r}")
         if not math.isfinite(self.value):

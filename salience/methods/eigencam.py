@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from salience.methods._base import Problem
+from salience.methods._base import ExplainJob
 from salience.methods._cam import CamMethod, Captured
 from salience.methods._registry import register_method
 from salience.models.layers import CamLayer
@@ -27,7 +27,7 @@ class EigenCam(CamMethod):
     needs_grad = False
 
     def cam(
-        self, cap: Captured, problem: Problem, layer: CamLayer, index: torch.Tensor
+        self, cap: Captured, problem: ExplainJob, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
         n, _, h, w = cap.acts.shape
         acts = cap.acts.to(torch.promote_types(cap.acts.dtype, torch.float32))  # SVD: no fp16

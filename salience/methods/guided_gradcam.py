@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from salience.methods._base import Attribution, Problem
+from salience.methods._base import Attribution, ExplainJob
 from salience.methods._registry import register_method
 from salience.methods.gradcam import GradCam
 from salience.methods.guided_backprop import GuidedBackprop
@@ -30,7 +30,7 @@ class GuidedGradCam(Attribution):
         super().__init__(batch_size=batch_size)
         self.layer = layer
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
+    def attribute(self, problem: ExplainJob) -> torch.Tensor:
         problem.resolve_target()
         guided = GuidedBackprop().attribute(problem)
         cam = GradCam(layer=self.layer).attribute(problem).unsqueeze(1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from salience.methods._base import Problem
+from salience.methods._base import ExplainJob
 from salience.methods._cam import CamMethod, Captured
 from salience.methods._registry import register_method
 from salience.models.layers import CamLayer
@@ -22,7 +22,7 @@ class HiResCam(CamMethod):
     name = "hirescam"
 
     def cam(
-        self, cap: Captured, problem: Problem, layer: CamLayer, index: torch.Tensor
+        self, cap: Captured, problem: ExplainJob, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
         assert cap.grads is not None
         return (cap.grads * cap.acts).sum(1)

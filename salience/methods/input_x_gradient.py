@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from salience.methods._base import Problem
+from salience.methods._base import ExplainJob
 from salience.methods._registry import register_method
 from salience.methods._shared import Chunk, Sharing
 from salience.models.layers import CamLayer
@@ -20,6 +20,6 @@ class InputXGradient(Sharing):
     passes = "1 fwd+bwd"
     needs_input_grad = True
 
-    def finish(self, chunk: Chunk, problem: Problem, layer: CamLayer | None) -> torch.Tensor:
+    def finish(self, chunk: Chunk, problem: ExplainJob, layer: CamLayer | None) -> torch.Tensor:
         assert chunk.input_grad is not None
         return chunk.x * chunk.input_grad

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from salience.errors import SalienceError
-from salience.methods._base import Attribution, Problem
+from salience.methods._base import Attribution, ExplainJob
 from salience.methods._baselines import PathBaseline, check_path_baseline, path_baseline
 from salience.methods._perturb import clean_scores
 from salience.methods._registry import register_method
@@ -73,7 +73,7 @@ class IntegratedGradients(Attribution):
         self.last_score_delta: torch.Tensor | None = None
         self.last_completeness_error: torch.Tensor | None = None
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
+    def attribute(self, problem: ExplainJob) -> torch.Tensor:
         x, steps = problem.x, self.steps
         base = path_baseline(x, self.baseline, black=self.black, sigma=self.sigma, seed=self.seed)
         f_x = clean_scores(problem) if self.return_error else None

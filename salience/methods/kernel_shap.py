@@ -11,7 +11,7 @@ import math
 import torch
 
 from salience.errors import SalienceError
-from salience.methods._base import Attribution, Problem
+from salience.methods._base import Attribution, ExplainJob
 from salience.methods._perturb import Baseline, baseline_like, chunked_scores, clean_scores
 from salience.methods._registry import register_method
 
@@ -147,7 +147,7 @@ class KernelShap(Attribution):
             raise SalienceError("segments must be a superpixel count or an integer label tensor")
         return torch.stack([torch.unique(r, return_inverse=True)[1] for r in raw])
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
+    def attribute(self, problem: ExplainJob) -> torch.Tensor:
         if not isinstance(self.samples, int) or self.samples < 1:
             raise SalienceError(f"samples must be a positive int, got {self.samples!r}")
         x = problem.x

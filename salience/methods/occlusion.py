@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from salience.errors import SalienceError
-from salience.methods._base import Attribution, Problem
+from salience.methods._base import Attribution, ExplainJob
 from salience.methods._perturb import Baseline, baseline_like, chunked_scores, clean_scores
 from salience.methods._registry import register_method
 
@@ -49,7 +49,7 @@ class Occlusion(Attribution):
         self.stride = stride
         self.baseline = baseline
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
+    def attribute(self, problem: ExplainJob) -> torch.Tensor:
         x = problem.x
         n, _, h, w = x.shape
         wh, ww = _pair(self.window, "window")

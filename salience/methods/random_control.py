@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 
 from salience.errors import SalienceError
-from salience.methods._base import Attribution, Problem
+from salience.methods._base import Attribution, ExplainJob
 from salience.methods._registry import register_method
 
 
@@ -38,7 +38,7 @@ class RandomControl(Attribution):
         self.distribution = distribution
         self.seed = seed
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
+    def attribute(self, problem: ExplainJob) -> torch.Tensor:
         if self.distribution not in ("uniform", "gaussian"):
             raise SalienceError(
                 f"distribution must be 'uniform' or 'gaussian', got {self.distribution!r}"

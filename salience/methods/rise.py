@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from salience.errors import SalienceError
-from salience.methods._base import Attribution, Problem
+from salience.methods._base import Attribution, ExplainJob
 from salience.methods._perturb import Baseline, baseline_like, row_scores
 from salience.methods._registry import register_method
 from salience.methods.batching import spans
@@ -95,7 +95,7 @@ class Rise(Attribution):
         if self.score not in ("prob", "logit"):
             raise SalienceError(f"score must be 'prob' or 'logit', got {self.score!r}")
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
+    def attribute(self, problem: ExplainJob) -> torch.Tensor:
         x = problem.x
         n, _, h, w = x.shape
         self._check(h, w)

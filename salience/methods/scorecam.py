@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from salience.methods._base import Problem
+from salience.methods._base import ExplainJob
 from salience.methods._cam import CamMethod, Captured
 from salience.methods._registry import register_method
 from salience.methods.batching import spans
@@ -33,7 +33,7 @@ class ScoreCam(CamMethod):
     needs_grad = False
 
     def cam(
-        self, cap: Captured, problem: Problem, layer: CamLayer, index: torch.Tensor
+        self, cap: Captured, problem: ExplainJob, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
         target = problem.resolve_target()
         acts = cap.acts

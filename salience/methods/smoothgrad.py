@@ -9,7 +9,7 @@ from typing import Any, Literal
 import torch
 
 from salience.errors import SalienceError
-from salience.methods._base import Attribution, Problem
+from salience.methods._base import Attribution, ExplainJob
 from salience.methods._registry import get_method, list_methods, method_info, register_method
 from salience.methods.batching import spans
 from salience.targets import Target
@@ -77,7 +77,7 @@ class NoisyAverage(Attribution):
         self.base_params = params
         self._base = get_method(base)(**params)
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
+    def attribute(self, problem: ExplainJob) -> torch.Tensor:
         x, s = problem.x, self.samples
         target = problem.resolve_target()
         gen = torch.Generator().manual_seed(self.seed)
@@ -89,7 +89,7 @@ class NoisyAverage(Attribution):
             row = torch.arange(a, b, device=x.device)
             image, sample = row // s, row % s
             inputs = x[image] + scale[image].view(-1, 1, 1, 1) * eps[sample]
-            rows = Problem(
+            rows = ExplainJob(
                 problem.model, inputs, _RowTarget(target, image), problem.output, problem.batch_size
             )
             attr = self._base.attribute(rows).double()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from salience.methods._base import Attribution, Problem
+from salience.methods._base import Attribution, ExplainJob
 from salience.methods._registry import register_method
 
 
@@ -33,5 +33,5 @@ class Sobel(Attribution):
     signed = False
     passes = "none"
 
-    def attribute(self, problem: Problem) -> torch.Tensor:
+    def attribute(self, problem: ExplainJob) -> torch.Tensor:
         return sobel_magnitude(problem.x.mean(dim=1))

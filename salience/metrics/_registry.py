@@ -1,6 +1,6 @@
 """The one registry of saliency metrics: the check pipeline, API, docs and tests all read it.
 
-``@register_metric`` wraps a function returning an :class:`Outcome` into the public metric:
+``@register_metric`` wraps a function returning an :class:`MetricScores` into the public metric:
 it records every non-data argument (defaults included) in the result's ``params``, and runs
 metrics that take a ``seed`` inside a forked, seeded RNG, so stochastic explainers (RISE,
 SmoothGrad, the random control) and the metric's own sampling are reproducible without
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from salience.errors import UnknownNameError
-from salience.metrics._result import Direction, MetricResult, Outcome, finite_mean
+from salience.metrics._result import Direction, MetricResult, MetricScores, finite_mean
 
 P = ParamSpec("P")
 
@@ -49,12 +49,12 @@ _METRICS: dict[str, MetricInfo] = {}
 
 def register_metric(
     name: str, *, category: str, direction: Direction, paper: str
-) -> Callable[[Callable[P, Outcome]], Callable[P, MetricResult]]:
+) -> Callable[[Callable[P, MetricScores]], Callable[P, MetricResult]]:
     """Register a metric function under ``name`` (see the module docstring)."""
     if category not in CATEGORIES:
         raise ValueError(f"unknown metric category {category!r}")
 
-    def decorate(fn: Callable[P, Outcome]) -> Callable[P, MetricResult]:
+    def decorate(fn: Callable[P, MetricScores]) -> Callable[P, MetricResult]:
         sig = inspect.signature(fn)
 
         @functools.wraps(fn)
@@ -95,13 +95,13 @@ def register_metric(
 
 
 def variant(
-    base: Callable[..., Outcome],
+    base: Callable[..., MetricScores],
     name: str,
     doc: str,
     *,
     fixed: dict[str, Any] | None = None,
     defaults: dict[str, Any] | None = None,
-) -> Callable[..., Outcome]:
+) -> Callable[..., MetricScores]:
     """A metric made from ``base`` (register it with :func:`register_metric`): the arguments in
     ``fixed`` are set and leave the signature, those in ``defaults`` get new defaults. Paired
     metrics (deletion/insertion, ROAD MoRF/LeRF, max/average sensitivity) are variants of one
@@ -118,7 +118,7 @@ def variant(
     ]
     signature = sig.replace(parameters=params)
 
-    def metric(*args: Any, **kwargs: Any) -> Outcome:
+    def metric(*args: Any, **kwargs: Any) -> MetricScores:
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         return base(**bound.arguments, **fixed)

@@ -12,7 +12,7 @@ Direction = Literal["higher", "lower"]
 
 
 @dataclass(frozen=True)
-class Outcome:
+class MetricScores:
     """What a metric function computes; the registry wraps it into a :class:`MetricResult`."""
 
     scores: torch.Tensor  # [N] one score per image

@@ -13,7 +13,7 @@ import torch
 
 from salience.metrics._common import as_map
 from salience.metrics._registry import register_metric
-from salience.metrics._result import Outcome
+from salience.metrics._result import MetricScores
 
 CHALASANI = "Chalasani et al., Concise explanations of neural networks ..., ICML 2020"
 BHATT = "Bhatt, Weller & Moura, Evaluating and aggregating feature-based explanations, IJCAI 2020"
@@ -25,7 +25,7 @@ def _magnitudes(saliency: torch.Tensor, absolute: bool) -> torch.Tensor:
 
 
 @register_metric("sparseness", category="complexity", direction="higher", paper=CHALASANI)
-def sparseness(saliency: torch.Tensor, *, absolute: bool = True) -> Outcome:
+def sparseness(saliency: torch.Tensor, *, absolute: bool = True) -> MetricScores:
     """Gini index of the map: 0 for a uniform map, (n-1)/n for a single pixel (higher is
     sparser). A map that is all zero scores 0."""
     a = _magnitudes(saliency, absolute).sort(dim=1).values
@@ -33,11 +33,11 @@ def sparseness(saliency: torch.Tensor, *, absolute: bool = True) -> Outcome:
     i = torch.arange(1, n + 1, dtype=a.dtype, device=a.device)
     total = a.sum(1)
     gini = ((2 * i - n - 1) * a).sum(1) / (n * total.clamp_min(1e-300))
-    return Outcome(torch.where(total > 0, gini, torch.zeros_like(gini)))
+    return MetricScores(torch.where(total > 0, gini, torch.zeros_like(gini)))
 
 
 @register_metric("complexity", category="complexity", direction="lower", paper=BHATT)
-def complexity(saliency: torch.Tensor, *, absolute: bool = True) -> Outcome:
+def complexity(saliency: torch.Tensor, *, absolute: bool = True) -> MetricScores:
     """Entropy -sum p log p of p = a / sum(a) in nats: 0 for a single pixel, log(n) for a
     uniform map (lower is simpler). A map that is all zero has no distribution: NaN."""
     a = _magnitudes(saliency, absolute)
@@ -45,4 +45,4 @@ def complexity(saliency: torch.Tensor, *, absolute: bool = True) -> Outcome:
     p = a / total.clamp_min(1e-300)
     ent = -(torch.where(p > 0, p * p.log(), torch.zeros_like(p))).sum(1)
     out = torch.where(total.squeeze(1) > 0, ent, torch.full_like(ent, math.nan))
-    return Outcome(out, details={"max_entropy": math.log(a.shape[1])})
+    return MetricScores(out, details={"max_entropy": math.log(a.shape[1])})

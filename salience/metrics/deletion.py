@@ -26,7 +26,7 @@ from salience.metrics._common import (
 )
 from salience.metrics._perturbation import Baseline, baseline_image, curve, step_counts, trapezoid
 from salience.metrics._registry import register_metric, variant
-from salience.metrics._result import Outcome
+from salience.metrics._result import MetricScores
 from salience.outputs import OutputSelector
 
 PETSIUK = "Petsiuk, Das & Saenko, RISE, BMVC 2018 (arXiv:1806.07421)"
@@ -47,7 +47,7 @@ def replacement_curve(
     seed: int = 0,
     batch_size: int | None = None,
     output: OutputSelector = None,
-) -> Outcome:
+) -> MetricScores:
     """Area under the target probability as the most salient pixels go from the ``start`` to
     the ``finish`` image: deletion (``insert=False``: from x to the baseline) or insertion
     (from the baseline back to x)."""
@@ -77,7 +77,7 @@ def replacement_curve(
         )
     fraction = counts.double() / (h * w)
     auc = trapezoid(scores.double(), fraction)
-    return Outcome(
+    return MetricScores(
         auc, curves={"scores": scores, "fraction": fraction}, details={"classes": classes.tolist()}
     )
 

@@ -28,7 +28,7 @@ from salience.metrics._common import (
     resolve_classes,
 )
 from salience.metrics._registry import register_metric
-from salience.metrics._result import Outcome
+from salience.metrics._result import MetricScores
 from salience.outputs import OutputSelector
 
 YEH = "Yeh et al., On the (in)fidelity and sensitivity of explanations, NeurIPS 2019"
@@ -81,7 +81,7 @@ def infidelity(
     seed: int = 0,
     batch_size: int | None = None,
     output: OutputSelector = None,
-) -> Outcome:
+) -> MetricScores:
     """Expected squared error of the attribution's prediction of score changes (lower is better)."""
     check_batch(x)
     if scale not in ("optimal", "none"):
@@ -129,4 +129,4 @@ def infidelity(
         den = (predicted**2).mean(1, keepdim=True)
         beta = torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(den))
     err = ((beta * predicted - actual) ** 2).mean(1)
-    return Outcome(err, details={"scale_factor": beta.squeeze(1).tolist()})
+    return MetricScores(err, details={"scale_factor": beta.squeeze(1).tolist()})

@@ -23,7 +23,7 @@ import torch
 from salience.errors import SalienceError
 from salience.metrics._common import as_map, as_masks, descending_order, generator
 from salience.metrics._registry import register_metric
-from salience.metrics._result import Outcome
+from salience.metrics._result import MetricScores
 
 ZHANG = "Zhang et al., Top-down neural attention by excitation backprop, IJCV 2018"
 WANG = "Wang et al., Score-CAM, CVPR workshops 2020 (arXiv:1910.01279)"
@@ -45,7 +45,7 @@ def _nan_if_empty(score: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
 @register_metric("pointing_game", category="localization", direction="higher", paper=ZHANG)
 def pointing_game(
     saliency: torch.Tensor, masks: torch.Tensor, *, tolerance: float = 15.0
-) -> Outcome:
+) -> MetricScores:
     """1 when the maximum of the map is within ``tolerance`` px of the mask, else 0."""
     if tolerance < 0:
         raise SalienceError("tolerance must be >= 0")
@@ -58,7 +58,7 @@ def pointing_game(
     near = (yy - py[:, None, None]) ** 2 + (xx - px[:, None, None]) ** 2 <= tolerance**2
     hit = (near & m).flatten(1).any(1).double()
     points = torch.stack([py, px], 1).long().tolist()
-    return Outcome(_nan_if_empty(hit, m), details={"points": points})
+    return MetricScores(_nan_if_empty(hit, m), details={"points": points})
 
 
 def _positive_share(saliency: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -72,15 +72,15 @@ def _positive_share(saliency: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
 
 
 @register_metric("energy_pointing_game", category="localization", direction="higher", paper=WANG)
-def energy_pointing_game(saliency: torch.Tensor, masks: torch.Tensor) -> Outcome:
+def energy_pointing_game(saliency: torch.Tensor, masks: torch.Tensor) -> MetricScores:
     """Share of the positive map's energy inside the mask (a map with no positive part: NaN)."""
-    return Outcome(_positive_share(saliency, masks))
+    return MetricScores(_positive_share(saliency, masks))
 
 
 @register_metric("relevance_mass", category="localization", direction="higher", paper=ARRAS)
-def relevance_mass(saliency: torch.Tensor, masks: torch.Tensor) -> Outcome:
+def relevance_mass(saliency: torch.Tensor, masks: torch.Tensor) -> MetricScores:
     """Share of the positive relevance inside the mask (a map with no positive part: NaN)."""
-    return Outcome(_positive_share(saliency, masks))
+    return MetricScores(_positive_share(saliency, masks))
 
 
 def _top(s: torch.Tensor, k: torch.Tensor, seed: int) -> torch.Tensor:
@@ -92,14 +92,14 @@ def _top(s: torch.Tensor, k: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 @register_metric("relevance_rank", category="localization", direction="higher", paper=ARRAS)
-def relevance_rank(saliency: torch.Tensor, masks: torch.Tensor, *, seed: int = 0) -> Outcome:
+def relevance_rank(saliency: torch.Tensor, masks: torch.Tensor, *, seed: int = 0) -> MetricScores:
     """Share of the |mask| highest-ranked pixels that lie in the mask."""
     s, m = _inputs(saliency, masks)
     flat = m.flatten(1)
     size = flat.sum(1)
     top = _top(s, size, seed)
     hits = (top & flat).sum(1).double()
-    return Outcome(_nan_if_empty(hits / size.clamp_min(1).double(), m))
+    return MetricScores(_nan_if_empty(hits / size.clamp_min(1).double(), m))
 
 
 @register_metric("top_k_iou", category="localization", direction="higher", paper=THEINER)
@@ -110,7 +110,7 @@ def top_k_iou(
     fraction: float | None = None,
     absolute: bool = False,
     seed: int = 0,
-) -> Outcome:
+) -> MetricScores:
     """IoU of the top-k pixels with the mask; k = |mask| (``fraction=None``) or a fraction of
     the image. ``absolute`` ranks pixels by |a|."""
     s, m = _inputs(saliency, masks)
@@ -126,4 +126,4 @@ def top_k_iou(
     top = _top(s, k, seed)
     inter = (top & flat).sum(1).double()
     union = (top | flat).sum(1).double()
-    return Outcome(_nan_if_empty(inter / union.clamp_min(1), m))
+    return MetricScores(_nan_if_empty(inter / union.clamp_min(1), m))

@@ -35,7 +35,7 @@ from salience.metrics._perturbation import (
     trapezoid,
 )
 from salience.metrics._registry import register_metric
-from salience.metrics._result import Outcome
+from salience.metrics._result import MetricScores
 from salience.outputs import OutputSelector
 
 BACH = "Bach et al., On pixel-wise explanations ..., PLOS ONE 2015"
@@ -55,7 +55,7 @@ def pixel_flipping(
     seed: int = 0,
     batch_size: int | None = None,
     output: OutputSelector = None,
-) -> Outcome:
+) -> MetricScores:
     """Area under the target score as the most relevant pixels are flipped (lower is better)."""
     check_batch(x)
     x = x.detach()
@@ -79,7 +79,7 @@ def pixel_flipping(
             chunk=chunk_size(model, x, "forward", batch_size),
         )
     fraction = counts.double() / (h * w)
-    return Outcome(
+    return MetricScores(
         trapezoid(scores.double(), fraction), curves={"scores": scores, "fraction": fraction}
     )
 
@@ -98,7 +98,7 @@ def aopc(
     seed: int = 0,
     batch_size: int | None = None,
     output: OutputSelector = None,
-) -> Outcome:
+) -> MetricScores:
     """Area over the perturbation curve, most relevant regions first (higher is better)."""
     check_batch(x)
     if patch < 1 or regions < 1:
@@ -125,4 +125,4 @@ def aopc(
             chunk=chunk_size(model, x, "forward", batch_size),
         )
     drops = scores[:, :1] - scores
-    return Outcome(drops.double().mean(1), curves={"scores": scores, "regions": counts})
+    return MetricScores(drops.double().mean(1), curves={"scores": scores, "regions": counts})

@@ -43,7 +43,7 @@ from salience.metrics._layers import (
     snapshot,
 )
 from salience.metrics._registry import register_metric, seeded
-from salience.metrics._result import Outcome
+from salience.metrics._result import MetricScores
 from salience.metrics._similarity import SIMILARITIES
 from salience.metrics._similarity import similarity as similarity_of
 from salience.outputs import OutputSelector
@@ -79,7 +79,7 @@ def model_randomization(
     extra_similarities: Sequence[str] = (),
     seed: int = 0,
     output: OutputSelector = None,
-) -> Outcome:
+) -> MetricScores:
     """Similarity of the maps before and after re-initialising layers (lower is better).
 
     ``layers`` groups the parameter layers (top first) into that many stages (``None``: every
@@ -114,7 +114,7 @@ def model_randomization(
     per_stage = {n: torch.stack(v, dim=1) for n, v in curves.items()}
     main = per_stage[similarity]
     score = main[:, -1] if order == "cascading" else main.mean(1)
-    return Outcome(
+    return MetricScores(
         score,
         curves={"similarity": main, **{f"similarity_{n}": v for n, v in per_stage.items()}},
         details={"layers": [_label(g) for g in stages], "layer_count": sum(map(len, stages))},
@@ -132,7 +132,7 @@ def random_logit(
     similarity: str = "ssim",
     seed: int = 0,
     output: OutputSelector = None,
-) -> Outcome:
+) -> MetricScores:
     """Similarity of the map of the target class and of a random other class (lower is better)."""
     check_batch(x)
     _check_similarities([similarity])
@@ -151,7 +151,7 @@ def random_logit(
         a = explain(model, x, classes)
     with seeded(seed + 1):
         b = explain(model, x, other)
-    return Outcome(similarity_of(similarity, a, b), details={"other_classes": other.tolist()})
+    return MetricScores(similarity_of(similarity, a, b), details={"other_classes": other.tolist()})
 
 
 @register_metric("data_randomization", category="randomization", direction="lower", paper=ADEBAYO)
@@ -166,7 +166,7 @@ def data_randomization(
     similarity: str = "spearman_abs",
     seed: int = 0,
     output: OutputSelector = None,
-) -> Outcome:
+) -> MetricScores:
     """Similarity of the maps of ``model`` and of ``random_model``, the same architecture trained
     on permuted labels (lower is better). ``target=None`` explains each model's own prediction."""
     check_batch(x)
@@ -180,7 +180,7 @@ def data_randomization(
         a = explain(model, x, ca)
     with seeded(seed + 1):
         b = explain(random_model, x, cb)
-    return Outcome(
+    return MetricScores(
         similarity_of(similarity, a, b),
         details={"classes": ca.tolist(), "random_model_classes": cb.tolist()},
     )

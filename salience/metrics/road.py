@@ -37,7 +37,7 @@ from salience.metrics._common import (
 )
 from salience.metrics._imputation import impute
 from salience.metrics._registry import register_metric, variant
-from salience.metrics._result import Outcome
+from salience.metrics._result import MetricScores
 from salience.outputs import OutputSelector
 
 RONG = "Rong, Leemann, Borisov, Kasneci & Kasneci, ROAD, ICML 2022 (arXiv:2202.00449)"
@@ -73,7 +73,7 @@ def road(
     seed: int = 0,
     batch_size: int | None = None,
     output: OutputSelector = None,
-) -> Outcome:
+) -> MetricScores:
     """Mean target probability with the most (``order="morf"``) or least (``"lerf"``)
     relevant fractions imputed away."""
     check_batch(x)
@@ -112,7 +112,7 @@ def road(
             timing["imputation_seconds"] += t1 - t0
             timing["forward_seconds"] += time.perf_counter() - t1
     curve = torch.cat(scores).view(n, k).double()
-    return Outcome(
+    return MetricScores(
         curve.mean(1),
         curves={"scores": curve, "correct": torch.cat(correct).view(n, k), "fraction": fractions},
         details={"classes": classes.tolist(), **timing},

@@ -32,7 +32,7 @@ from salience.metrics._common import (
     trained_maps,
 )
 from salience.metrics._registry import register_metric, seeded, variant
-from salience.metrics._result import Outcome
+from salience.metrics._result import MetricScores
 from salience.outputs import OutputSelector
 
 YEH = "Yeh et al., On the (in)fidelity and sensitivity of explanations, NeurIPS 2019"
@@ -90,7 +90,7 @@ def sensitivity(
     reduce: Literal["max", "mean"] = "max",
     seed: int = 0,
     output: OutputSelector = None,
-) -> Outcome:
+) -> MetricScores:
     """Largest (``reduce="max"``) or mean relative change of the map within an L-infinity
     ball."""
     check_batch(x)
@@ -104,7 +104,7 @@ def sensitivity(
     if normalize:
         diff = diff / norm[:, None]
     score = diff.amax(1) if reduce == "max" else diff.mean(1)
-    return Outcome(score, curves={"per_sample": diff})
+    return MetricScores(score, curves={"per_sample": diff})
 
 
 max_sensitivity = register_metric(
@@ -141,7 +141,7 @@ def local_lipschitz(
     samples: int = 50,
     seed: int = 0,
     output: OutputSelector = None,
-) -> Outcome:
+) -> MetricScores:
     """Largest ratio of map change to input change under Gaussian noise (lower is better)."""
     check_batch(x)
     x = x.detach()
@@ -150,4 +150,4 @@ def local_lipschitz(
         classes = resolve_classes(model, x, target, output)
     num, _, den = _map_changes(model, x, explain, classes, samples, "normal", noise, seed)
     ratio = num / den.clamp_min(1e-300)
-    return Outcome(ratio.amax(1), curves={"per_sample": ratio})
+    return MetricScores(ratio.amax(1), curves={"per_sample": ratio})

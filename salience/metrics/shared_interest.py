@@ -33,7 +33,7 @@ import torch
 from salience.errors import SalienceError
 from salience.metrics._common import as_map, as_masks
 from salience.metrics._registry import register_metric
-from salience.metrics._result import Outcome
+from salience.metrics._result import MetricScores
 
 BOGGUST = "Boggust, Hoover, Satyanarayan & Strobelt, Shared Interest, CHI 2022 (arXiv:2107.09234)"
 PATTERNS = {
@@ -87,7 +87,7 @@ def shared_interest(
     std_k: float = 1.0,
     percentile: float = 90.0,
     high: float = 0.5,
-) -> Outcome:
+) -> MetricScores:
     """IoU coverage of the binarised map with the mask; all coverages and patterns in details."""
     s = as_map(saliency)
     n, h, w = s.shape
@@ -116,4 +116,4 @@ def shared_interest(
             b = band(float(iou[i]), float(gtc[i]), float(sc[i]), high)
             patterns.append(PATTERNS.get((ok[i], b), "undefined"))
         details["patterns"] = patterns
-    return Outcome(iou, details=details)
+    return MetricScores(iou, details=details)

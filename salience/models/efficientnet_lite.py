@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from salience.models.preprocess import PRESETS
-from salience.models.sources import Built, _missing_package, imagenet_classes, register_source
+from salience.models.sources import BuiltModel, _missing_package, imagenet_classes, register_source
 from salience.models.weights import apply_state_dict, read_state_dict
 
 NAME = "efficientnet_lite0"
@@ -59,12 +59,12 @@ def build_lite0(num_classes: int = 1000) -> nn.Module:
 
 
 @register_source(NAME, NAME, lambda s: s == NAME)
-def _efficientnet_lite0(spec: str, weights: Path | None) -> Built:
+def _efficientnet_lite0(spec: str, weights: Path | None) -> BuiltModel:
     _, packaged = _packages()
     path = weights if weights is not None else packaged
     module = build_lite0()
     apply_state_dict(module, read_state_dict(path), path, NAME)
-    return Built(
+    return BuiltModel(
         module,
         "efficientnet-lite0",
         PRESETS["efficientnet_lite"],

@@ -25,7 +25,7 @@ from salience.errors import SalienceError, SalienceWarning
 from salience.models.attention import find_attention
 from salience.models.layers import module_name
 from salience.models.preprocess import Preprocess
-from salience.models.sources import Built, _missing_package, register_source
+from salience.models.sources import BuiltModel, _missing_package, register_source
 
 PREFIX = "hf:"
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -48,7 +48,7 @@ class HFClassifier(nn.Module):
 @register_source(
     "huggingface", "hf:FOLDER|hf:ORG/NAME (local only)", lambda s: s.startswith(PREFIX)
 )
-def _huggingface(spec: str, weights: Path | None) -> Built:
+def _huggingface(spec: str, weights: Path | None) -> BuiltModel:
     try:
         import transformers
     except ImportError:
@@ -74,7 +74,7 @@ def _huggingface(spec: str, weights: Path | None) -> Built:
     names = [str(labels[i]) for i in sorted(labels)] if labels else None
     weights_path = next((folder / n for n in _WEIGHTS if (folder / n).is_file()), None)
     arch = str((config.get("architectures") or [type(model).__name__])[0])
-    return Built(
+    return BuiltModel(
         module,
         arch,
         _preprocess(folder),

@@ -1,6 +1,6 @@
 """Model sources: one registry mapping a model spec to a loaded, ready-to-explain model.
 
-Built-in forms (first match wins, in registration order): ``torchvision:NAME``, ``timm:NAME``,
+BuiltModel-in forms (first match wins, in registration order): ``torchvision:NAME``, ``timm:NAME``,
 a TorchScript file (``*.pt``, ``*.ts``), ``package.module:factory`` or ``file.py:factory``,
 and named models such as ``efficientnet_lite0`` (see :mod:`salience.models.efficientnet_lite`).
 Weight files are always read with ``torch.load(weights_only=True)``: a checkpoint that pickles
@@ -49,7 +49,7 @@ from salience.outputs import select_output
 
 
 @dataclass
-class Built:
+class BuiltModel:
     """What a source returns; :func:`load_model` adds the device, hash and class count."""
 
     module: nn.Module
@@ -61,7 +61,7 @@ class Built:
     weights_origin: str = "given"  # given | builtin | cache | random | archive
 
 
-BuildFn = Callable[[str, "Path | None"], Built]
+BuildFn = Callable[[str, "Path | None"], BuiltModel]
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ _SOURCES: dict[str, ModelSource] = {}
 def register_source(
     name: str, form: str, matches: Callable[[str], bool]
 ) -> Callable[[BuildFn], BuildFn]:
-    """Decorator adding ``build(spec, weights) -> Built`` as the model source ``name``."""
+    """Decorator adding ``build(spec, weights) -> BuiltModel`` as the model source ``name``."""
 
     def deco(build: BuildFn) -> BuildFn:
         _SOURCES[name] = ModelSource(name, form, matches, build)
@@ -299,7 +299,7 @@ def _missing_package(form: str, package: str, extra: str) -> SalienceError:
 
 
 @register_source("torchvision", "torchvision:NAME", lambda s: s.startswith("torchvision:"))
-def _torchvision(spec: str, weights: Path | None) -> Built:
+def _torchvision(spec: str, weights: Path | None) -> BuiltModel:
     import torchvision.models as tvm
 
     name = spec.split(":", 1)[1]
@@ -324,7 +324,7 @@ def _torchvision(spec: str, weights: Path | None) -> Built:
         if classes is not None:
             module = tvm.get_model(name, weights=None, num_classes=classes)
         apply_state_dict(module, state, weights, name)
-    return Built(module, name, prep, categories, weights_path=weights, weights_origin=origin)
+    return BuiltModel(module, name, prep, categories, weights_path=weights, weights_origin=origin)
 
 
 def _torchvision_meta(name: str) -> tuple[Preprocess, list[str] | None]:
@@ -348,7 +348,7 @@ def _torchvision_meta(name: str) -> tuple[Preprocess, list[str] | None]:
 
 
 @register_source("timm", "timm:NAME", lambda s: s.startswith("timm:"))
-def _timm(spec: str, weights: Path | None) -> Built:
+def _timm(spec: str, weights: Path | None) -> BuiltModel:
     try:
         import timm
         import timm.data
@@ -385,13 +385,13 @@ def _timm(spec: str, weights: Path | None) -> Built:
         else "bicubic",
         squash=cfg.get("crop_mode") == "squash",
     )
-    return Built(module, name, prep, None, weights_path=weights, weights_origin=origin)
+    return BuiltModel(module, name, prep, None, weights_path=weights, weights_origin=origin)
 
 
 @register_source(
     "torchscript", "FILE.pt|FILE.ts (TorchScript)", lambda s: s.lower().endswith((".pt", ".ts"))
 )
-def _torchscript(spec: str, weights: Path | None) -> Built:
+def _torchscript(spec: str, weights: Path | None) -> BuiltModel:
     path = _existing(spec, "TorchScript file")
     _refuse_non_torchscript(path)
     if weights is not None:
@@ -407,7 +407,7 @@ def _torchscript(spec: str, weights: Path | None) -> Built:
             "architecture as the model and this file as --weights"
         ) from None
     arch = str(getattr(module, "original_name", type(module).__name__))
-    return Built(module, arch, Preprocess(), None, weights_path=path, weights_origin="archive")
+    return BuiltModel(module, arch, Preprocess(), None, weights_path=path, weights_origin="archive")
 
 
 def _refuse_non_torchscript(path: Path) -> None:
@@ -447,7 +447,7 @@ _FACTORY = re.compile(r"^(?P<target>[\w.]+|.+\.py):(?P<factory>[A-Za-z_]\w*)$")
 @register_source(
     "factory", "package.module:factory or FILE.py:factory", lambda s: bool(_FACTORY.match(s))
 )
-def _factory(spec: str, weights: Path | None) -> Built:
+def _factory(spec: str, weights: Path | None) -> BuiltModel:
     match = _FACTORY.match(spec)
     assert match is not None
     target, name = match["target"], match["factory"]
@@ -461,7 +461,7 @@ def _factory(spec: str, weights: Path | None) -> Built:
     if weights is not None:
         apply_state_dict(module, read_state_dict(weights), weights, f"{spec}()")
     origin = "given" if weights is not None else "factory"
-    return Built(
+    return BuiltModel(
         module, f"{target}.{name}", Preprocess(), None, weights_path=weights, weights_origin=origin
     )
 
