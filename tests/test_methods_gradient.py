@@ -12,7 +12,7 @@ from torch import nn
 import salience
 from salience.errors import SalienceError
 from salience.methods import build_method
-from salience.methods._baselines import path_baseline
+from salience.methods.baselines import baseline_like as path_baseline
 from salience.methods.batching import chunk_size
 from salience.methods.integrated_gradients import RULES, path_points
 

@@ -14,7 +14,7 @@ import salience
 from salience._guard import hook_count, tensor_snapshot
 from salience.errors import SalienceError
 from salience.methods import build_method
-from salience.methods._perturb import baseline_like, gaussian_blur
+from salience.methods.baselines import baseline_like, gaussian_blur
 from salience.methods.kernel_shap import KernelShap, coalitions
 from salience.methods.rise import random_grids, upsample_masks
 

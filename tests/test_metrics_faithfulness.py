@@ -13,8 +13,8 @@ from scipy.sparse.linalg import spsolve
 from torch import nn
 
 import salience.metrics as M
+from salience.methods.baselines import gaussian_blur
 from salience.metrics._imputation import impute
-from salience.metrics._perturbation import gaussian_blur
 
 H = W = 16
 STEPS = 64  # 256 pixels, 4 per step
@@ -104,14 +104,14 @@ def test_deletion_and_insertion_rank_the_oracle_above_the_random_control() -> No
 def test_insertion_starts_from_the_blurred_image() -> None:
     model, x = RegionModel(region()), torch.randn(1, 3, H, W, dtype=torch.float64)
     r = M.insertion(model, x, oracle(1), softmax=False, steps=8)
-    blurred = gaussian_blur(x, 11, 5.0)
+    blurred = gaussian_blur(x, 5.0, size=11, padding="zeros")
     assert r.curves["scores"][0, 0] == pytest.approx(float(model(blurred)[0, 0]), rel=1e-9)
     assert r.curves["scores"][0, -1] == pytest.approx(float(model(x)[0, 0]), rel=1e-9)
 
 
 def test_gaussian_blur_is_normalised_and_separable() -> None:
     x = torch.randn(2, 3, 20, 20, dtype=torch.float64)
-    out = gaussian_blur(x, 5, 1.5)
+    out = gaussian_blur(x, 1.5, size=5, padding="zeros")
     t = torch.arange(-2, 3, dtype=torch.float64)
     g = torch.exp(-(t**2) / (2 * 1.5**2))
     k2 = torch.outer(g, g) / g.sum() ** 2

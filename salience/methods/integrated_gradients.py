@@ -9,9 +9,9 @@ import torch
 
 from salience.errors import SalienceError
 from salience.methods._base import Attribution, ExplainJob
-from salience.methods._baselines import PathBaseline, check_path_baseline, path_baseline
 from salience.methods._perturb import clean_scores
 from salience.methods._registry import register_method
+from salience.methods.baselines import Baseline, baseline_like, check_baseline
 from salience.methods.batching import spans
 
 RULES = ("gauss_legendre", "trapezoid", "riemann_left", "riemann_right", "riemann_middle")
@@ -34,7 +34,7 @@ def path_points(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 class IntegratedGradients(Attribution):
     """(x - baseline) times the gradient averaged along the straight path from the baseline.
 
-    ``baseline``: see :func:`salience.methods._baselines.path_baseline` (``black``, ``sigma``
+    ``baseline``: see :func:`salience.methods.baselines.baseline_like` (``black``, ``sigma``
     and ``seed`` configure it). ``rule``: the quadrature over the path, Gauss-Legendre by
     default (exact for polynomials of degree < 2 * steps along the path). Rows of
     ``N * steps`` path points are built one chunk at a time.
@@ -52,7 +52,7 @@ class IntegratedGradients(Attribution):
     def __init__(
         self,
         *,
-        baseline: PathBaseline = "zero",
+        baseline: Baseline = "zero",
         steps: int = 50,
         rule: str = "gauss_legendre",
         black: float | Sequence[float] | None = None,
@@ -62,7 +62,7 @@ class IntegratedGradients(Attribution):
         batch_size: int | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size)
-        check_path_baseline(baseline)
+        check_baseline(baseline)
         if rule not in RULES:
             raise SalienceError(f"unknown rule {rule!r}; choose one of: {', '.join(RULES)}")
         if not isinstance(steps, int) or steps < (2 if rule == "trapezoid" else 1):
@@ -75,7 +75,7 @@ class IntegratedGradients(Attribution):
 
     def attribute(self, problem: ExplainJob) -> torch.Tensor:
         x, steps = problem.x, self.steps
-        base = path_baseline(x, self.baseline, black=self.black, sigma=self.sigma, seed=self.seed)
+        base = baseline_like(x, self.baseline, black=self.black, sigma=self.sigma, seed=self.seed)
         f_x = clean_scores(problem) if self.return_error else None
         problem.resolve_target()
         alphas, weights = (

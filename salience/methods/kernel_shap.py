@@ -12,8 +12,9 @@ import torch
 
 from salience.errors import SalienceError
 from salience.methods._base import Attribution, ExplainJob
-from salience.methods._perturb import Baseline, baseline_like, chunked_scores, clean_scores
+from salience.methods._perturb import chunked_scores, clean_scores
 from salience.methods._registry import register_method
+from salience.methods.baselines import Baseline, baseline_like, check_baseline
 
 
 def slic_segments(x: torch.Tensor, segments: int, compactness: float) -> torch.Tensor:
@@ -129,6 +130,7 @@ class KernelShap(Attribution):
         batch_size: int | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size)
+        check_baseline(baseline)
         self.segments = segments
         self.compactness = compactness
         self.samples = samples
@@ -163,7 +165,7 @@ class KernelShap(Attribution):
         for i, (c, _) in enumerate(drawn):
             z[start[i] + 1 : start[i + 1], : players[i]] = c
         z, img = z.to(x.device), img.to(x.device)
-        base = baseline_like(x, self.baseline).expand_as(x)
+        base = baseline_like(x, self.baseline)
         flat = labels.flatten(1)
 
         def build(a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:

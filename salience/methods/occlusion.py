@@ -9,8 +9,9 @@ import torch.nn.functional as F
 
 from salience.errors import SalienceError
 from salience.methods._base import Attribution, ExplainJob
-from salience.methods._perturb import Baseline, baseline_like, chunked_scores, clean_scores
+from salience.methods._perturb import chunked_scores, clean_scores
 from salience.methods._registry import register_method
+from salience.methods.baselines import Baseline, baseline_like, check_baseline
 
 
 def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
@@ -27,8 +28,9 @@ class Occlusion(Attribution):
     The window covers all channels and slides from the top-left corner in steps of ``stride``;
     as in Captum, the last window of a row or column is cut at the border when ``stride`` does
     not divide the remaining size. A pixel gets the mean of ``score(x) - score(occluded)`` over
-    the windows covering it, so the map is signed. ``baseline``: 0 (or any number), ``"mean"``
-    (per-image channel means), ``"blur"`` or a tensor broadcastable to x.
+    the windows covering it, so the map is signed. ``baseline``: 0 (or any number), a name
+    from :data:`~salience.methods.baselines.BASELINES` (``"mean"``, ``"blur"``, ...) or a tensor
+    broadcastable to x (see :func:`~salience.methods.baselines.baseline_like`).
     """
 
     name = "occlusion"
@@ -45,6 +47,7 @@ class Occlusion(Attribution):
         batch_size: int | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size)
+        check_baseline(baseline)
         self.window = window
         self.stride = stride
         self.baseline = baseline
@@ -63,7 +66,7 @@ class Occlusion(Attribution):
             )
         ny, nx = math.ceil((h - wh) / sh) + 1, math.ceil((w - ww) / sw) + 1
         positions = ny * nx
-        base = baseline_like(x, self.baseline).expand_as(x)
+        base = baseline_like(x, self.baseline)
         dev = x.device
         top, left = torch.arange(ny, device=dev) * sh, torch.arange(nx, device=dev) * sw
         ys, xs = torch.arange(h, device=dev), torch.arange(w, device=dev)

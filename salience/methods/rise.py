@@ -9,8 +9,9 @@ import torch.nn.functional as F
 
 from salience.errors import SalienceError
 from salience.methods._base import Attribution, ExplainJob
-from salience.methods._perturb import Baseline, baseline_like, row_scores
+from salience.methods._perturb import row_scores
 from salience.methods._registry import register_method
+from salience.methods.baselines import Baseline, baseline_like, check_baseline
 from salience.methods.batching import spans
 
 
@@ -78,6 +79,7 @@ class Rise(Attribution):
         batch_size: int | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size)
+        check_baseline(baseline)
         self.masks = masks
         self.cells = cells
         self.p = p
@@ -101,7 +103,7 @@ class Rise(Attribution):
         self._check(h, w)
         grids, shifts = random_grids(self.masks, self.cells, self.p, self.seed)
         grids, shifts = grids.to(x.device), shifts.to(x.device)
-        base = baseline_like(x, self.baseline).expand_as(x)
+        base = baseline_like(x, self.baseline)
         probs = self.score == "prob"
         problem.resolve_target()
         saliency = torch.zeros(n, h, w, device=x.device, dtype=x.dtype)

@@ -15,11 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from salience.errors import SalienceError
+from salience.methods.baselines import BASELINES, Baseline, baseline_like
 from salience.metrics._common import forward_rows
 from salience.outputs import OutputSelector
 
-BASELINES = ("zeros", "mean", "blur", "uniform")
-Baseline = str | float | torch.Tensor
+# Every baseline of the one vocabulary but "black", which needs the preprocessing's black.
+CURVE_BASELINES = tuple(b for b in BASELINES if b != "black")
 
 
 def baseline_image(
@@ -30,41 +31,19 @@ def baseline_image(
     blur_sigma: float = 5.0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """The image pixels are replaced with: ``"zeros"`` (0 in the model's input space, i.e. the
-    mean colour for mean/std-normalised inputs, as in Petsiuk et al.), ``"mean"`` (per image and
-    channel), ``"blur"`` (Gaussian blur, kernel 11 and sigma 5 as in RISE), ``"uniform"`` (noise
-    between the image's min and max, as in Samek et al.), a number, or a tensor."""
-    if isinstance(kind, torch.Tensor):
-        return kind.to(device=x.device, dtype=x.dtype).expand_as(x)
-    if isinstance(kind, (int, float)) and not isinstance(kind, bool):
-        return torch.full_like(x, float(kind))
-    if kind == "zeros":
-        return torch.zeros_like(x)
-    if kind == "mean":
-        return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
-    if kind == "blur":
-        return gaussian_blur(x, blur_kernel, blur_sigma)
-    if kind == "uniform":
-        lo = x.amin(dim=(1, 2, 3), keepdim=True)
-        hi = x.amax(dim=(1, 2, 3), keepdim=True)
-        u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return lo + (hi - lo) * u
-    raise SalienceError(
-        f"unknown baseline {kind!r}; choose one of {', '.join(BASELINES)}, a number or a tensor"
+    """The image pixels are replaced with (see :func:`salience.methods.baselines.baseline_like`):
+    ``"zero"`` (also ``"zeros"``), ``"mean"``, ``"blur"`` (Gaussian blur, kernel 11 and sigma 5
+    with zero padding, as in RISE), ``"uniform"`` (noise per image from ``generator``), a number
+    or a tensor."""
+    return baseline_like(
+        x,
+        kind,
+        allowed=CURVE_BASELINES,
+        sigma=blur_sigma,
+        size=blur_kernel,
+        padding="zeros",
+        generator=generator,
     )
-
-
-def gaussian_blur(x: torch.Tensor, kernel: int, sigma: float) -> torch.Tensor:
-    """Per-channel Gaussian blur with zero padding (the RISE reference blurs the same way)."""
-    if kernel < 1 or kernel % 2 == 0 or sigma <= 0:
-        raise SalienceError("blur_kernel must be a positive odd number and blur_sigma > 0")
-    r = kernel // 2
-    t = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    g = g / g.sum()
-    c = x.shape[1]
-    out = F.conv2d(x, g.view(1, 1, 1, -1).repeat(c, 1, 1, 1), padding=(0, r), groups=c)
-    return F.conv2d(out, g.view(1, 1, -1, 1).repeat(c, 1, 1, 1), padding=(r, 0), groups=c)
 
 
 def step_counts(total: int, steps: int, device: torch.device) -> torch.Tensor:
