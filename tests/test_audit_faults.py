@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 import torch
 from helpers.audit_helpers import TinyModel, TinyNet, make_folder
 from helpers.run_checks import assert_same_run as same_run
+from helpers.waiting import wait_until
 from PIL import Image
 
 from salience.audit import audit
@@ -138,25 +138,24 @@ def test_kill_9_with_workers_frees_the_lock_and_leaves_no_workers(tmp_path: Path
     data = make_folder(tmp_path / "data", per_class=8)  # 24 images: 3 shards of 2 batches
     out = tmp_path / "run"
     proc = start(data, out, delay=0.1, workers=2)
-    deadline = time.monotonic() + 60
-    workers: list[int] = []
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (out / PARTIAL).exists() or complete_shards(out):
-            workers = children(proc.pid)
-            if len(workers) >= 2:
-                break
-        time.sleep(0.02)
-    assert proc.poll() is None and len(workers) >= 2, proc.stderr.read().decode()  # type: ignore[union-attr]
+
+    def busy_workers() -> list[int]:
+        """The audit's decoding workers, once it has written a batch and has two of them."""
+        if not ((out / PARTIAL).exists() or complete_shards(out)):
+            return []
+        found = children(proc.pid)
+        return found if len(found) >= 2 else []
+
+    workers = wait_until(busy_workers, 60, "two decoding workers mid-run", process=proc)
+    assert proc.poll() is None, proc.stderr.read().decode()  # type: ignore[union-attr]
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # immediately: the lock went with the process, and a new writer is accepted
     assert not is_locked(out)
     with RunLock(out):
         pass
-    deadline = time.monotonic() + 2
-    while any(alive(w) for w in workers) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not [w for w in workers if alive(w)], "decoding workers outlived the audit"
+    gone = "the decoding workers to exit with the killed audit"
+    wait_until(lambda: not any(alive(w) for w in workers), 2, gone)
 
     final = start(data, out, delay=0.0, workers=2)
     assert final.wait() == 0, final.stderr.read().decode()  # type: ignore[union-attr]

@@ -6,13 +6,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from helpers.audit_helpers import make_folder
+from helpers.waiting import wait_until
 
 from salience.store import Run
 from salience.store.layout import PARTIAL, complete_shards
@@ -54,12 +54,17 @@ def test_kill_9_and_resume_equals_uninterrupted(tmp_path: Path, kills: tuple[int
     reads = []
     for threshold in kills:  # kill after this many batches are on disk
         proc = start(data, out, 0.05)
-        while batches_done(out) < threshold and proc.poll() is None:
+
+        def reached(threshold: int = threshold) -> bool:
+            if batches_done(out) >= threshold:
+                return True
             if (out / "run.json").exists():
                 run = Run.open(out)  # another process reads while this one writes
                 reads.append(run.count())
                 run.confusion_matrix()
-            time.sleep(0.005)
+            return False
+
+        wait_until(reached, 120, f"{threshold} batches on disk", interval=0.005, process=proc)
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         proc.send_signal(signal.SIGKILL)
         proc.wait()

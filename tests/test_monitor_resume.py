@@ -8,12 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from helpers.monitor_helpers import baseline, stream
+from helpers.waiting import wait_until
 
-from salience.monitor.layout import window_files
+from salience.monitor.layout import AUDITS, window_files
+from salience.store.layout import PARTIAL
 
 SCRIPT = """
 import sys, time
@@ -53,10 +54,14 @@ def test_kill_9_mid_window_and_rerun_equals_uninterrupted(tmp_path: Path) -> Non
     data = stream(tmp_path / "in", 60, shifted_from=40)
     reference = start(tmp_path, ref, data, tmp_path / "ref-mon", 0.0)
     out = tmp_path / "mon"
-    proc = start(tmp_path, ref, data, out, 0.3)
-    while len(window_files(out)) < 1 and proc.poll() is None:  # one window done, one in flight
-        time.sleep(0.05)
-    time.sleep(0.8)
+    proc = start(tmp_path, ref, data, out, 0.3)  # slowed so that the kill lands mid-window
+
+    def second_window_in_flight() -> bool:
+        """One window recorded, and the next one's audit has a batch on disk (a finished
+        audit has no partial folder left)."""
+        return bool(window_files(out)) and any(out.glob(f"{AUDITS}/*/{PARTIAL}/*/batch-*"))
+
+    wait_until(second_window_in_flight, 120, "the second window's first batch", process=proc)
     assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
     proc.send_signal(signal.SIGKILL)
     proc.wait()

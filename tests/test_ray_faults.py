@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from helpers.audit_helpers import TinyModel, TinyNet, importable_by_ray_workers, make_folder
+from helpers.waiting import wait_until
 from test_audit_ray import assert_same_run
 
 from salience.audit import audit
@@ -60,16 +61,21 @@ def test_a_node_lost_mid_run_does_not_fail_it(
     except Exception as exc:
         pytest.skip(f"no local two-node Ray cluster here: {exc}")
     out, killed = tmp_path / "ray", threading.Event()
+    missed: list[str] = []  # why the node was not removed
 
     def kill_worker_node_mid_shard() -> None:
         """Once two shards are half done (one per node: a CPU each), the worker node goes."""
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if len(list(out.glob(f"{PARTIAL}/part-*/batch-*"))) >= 2:
-                cluster.remove_node(worker, allow_graceful=False)
-                killed.set()
-                return
-            time.sleep(0.02)
+        try:
+            wait_until(
+                lambda: len(list(out.glob(f"{PARTIAL}/part-*/batch-*"))) >= 2,
+                120,
+                "two batches in the partial folder",
+            )
+        except AssertionError as exc:
+            missed.append(str(exc))
+            return
+        cluster.remove_node(worker, allow_graceful=False)
+        killed.set()
 
     killer = threading.Thread(target=kill_worker_node_mid_shard, daemon=True)
     killer.start()
@@ -86,6 +92,6 @@ def test_a_node_lost_mid_run_does_not_fail_it(
     finally:
         killer.join()
         cluster.shutdown()
-    assert killed.is_set()
+    assert killed.is_set(), missed
     assert_same_run(Run.open(tmp_path / "ray"), Run.open(tmp_path / "local"))
     Run.open(tmp_path / "ray").verify()

@@ -7,7 +7,6 @@ import asyncio
 import io
 import logging
 import re
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -17,6 +16,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from helpers.explorer_runs import make_runs
+from helpers.waiting import wait_until
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -379,10 +379,7 @@ def test_serve_command_guards_and_opens(
     res = CliRunner().invoke(app, ["serve", str(runs[0]), "--port", "0", "--open"])
     assert res.exit_code == 0 and "token" not in res.output
     assert local(served["app"]).get("/api/runs").status_code == 200
-    for _ in range(50):
-        if opened:
-            break
-        time.sleep(0.1)
+    wait_until(lambda: opened, 10, "serve --open to open the browser")
     assert opened == ["http://127.0.0.1:0/"]
     bad = CliRunner().invoke(app, ["serve", str(runs[0].parent / "nope")])
     assert bad.exit_code == 2 and "does not exist" in bad.output

@@ -8,17 +8,17 @@ import http.client
 import io
 import json
 import re
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from helpers.browser_helpers import serve
 from helpers.synthetic_runs import blob, write_run
 from PIL import Image
 from typer.testing import CliRunner
@@ -384,25 +384,11 @@ def test_report_of_a_damaged_run_is_one_line(two_runs: tuple[Path, Path], tmp_pa
 
 @pytest.fixture
 def live(two_runs: tuple[Path, Path]) -> Iterator[tuple[str, int]]:
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(list(two_runs), hosts=["127.0.0.1"]), host="127.0.0.1", port=port,
-        log_level="critical",
-    )  # fmt: skip
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started
-    yield "127.0.0.1", port
-    srv.should_exit = True
-    thread.join(timeout=10)
+    app = create_app(list(two_runs), hosts=["127.0.0.1"])
+    with serve(app, log_level="critical") as url:
+        port = urlsplit(url).port
+        assert port is not None
+        yield "127.0.0.1", port
 
 
 def get(addr: tuple[str, int], path: str, host: str | None = None) -> tuple[int, bytes]:

@@ -7,13 +7,14 @@ from __future__ import annotations
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from helpers.waiting import wait_until
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [
@@ -35,20 +36,18 @@ document.addEventListener("securitypolicyviolation", (e) =>
 
 
 @contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """``app`` under uvicorn in a thread; yields its URL."""
+def serve(app: Any, log_level: str = "warning") -> Iterator[str]:
+    """``app`` under uvicorn in a thread; yields its URL once the server has started."""
     import uvicorn
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert srv.started, "the explorer did not start"
+    wait_until(lambda: srv.started or not thread.is_alive(), 30, f"uvicorn to start on {port}")
+    assert srv.started, "uvicorn stopped before it started serving"
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:
