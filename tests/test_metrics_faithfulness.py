@@ -3,6 +3,7 @@ one-by-one, ROAD's batched imputation against scipy's sparse solver, seeds and p
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch import nn
 import salience.metrics as M
 from salience.methods.baselines import gaussian_blur
 from salience.metrics._imputation import impute
+from salience.metrics.road import road
 
 H = W = 16
 STEPS = 64  # 256 pixels, 4 per step
@@ -207,6 +209,23 @@ def test_batched_imputation_equals_scipy_spsolve_per_image() -> None:
     for i in range(6):
         ref = reference_impute(x[i].numpy(), removed[i].numpy())
         np.testing.assert_allclose(out[i].numpy(), ref, atol=1e-8)
+
+
+def test_road_default_tolerance_stays_far_below_the_added_noise() -> None:
+    """ROAD stops the solve early (``tol``): its error must stay well below its own noise."""
+    torch.manual_seed(4)
+    size = 96
+    x = torch.nn.functional.avg_pool2d(torch.randn(4, 3, size + 6, size + 6), 7, 1) * 4
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(4, 1, size + 30, size + 30), 31, 1)[:, 0]
+    rank = smooth.flatten(1).argsort(1, descending=True).argsort(1)
+    removed = (rank < (torch.tensor([0.1, 0.3, 0.6, 0.9]) * size * size)[:, None]).view(
+        4, size, size
+    )
+    tol = inspect.signature(road).parameters["tol"].default
+    exact = impute(x.double(), removed, noise=0.0, tol=1e-12, max_iter=500)
+    early = impute(x, removed, noise=0.0, tol=tol)
+    noise = inspect.signature(road).parameters["noise"].default
+    assert float((early.double() - exact).abs().max()) < noise / 10
 
 
 def test_imputation_keeps_kept_pixels_and_adds_noise_only_where_removed() -> None:
