@@ -7,6 +7,7 @@ functions by cumulative time (cProfile); ``--json`` writes the report for a befo
 comparison (``--compare OLD.json`` prints the verdict numbers of both side by side).
 
     python benchmarks/check.py --samples 8
+    python benchmarks/check.py --samples 8 --memory-format contiguous
     python benchmarks/check.py --samples 4 --profile --json /tmp/check.json
     python benchmarks/check.py --samples 8 --json new.json --compare old.json
 """
@@ -91,6 +92,12 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--method", action="append", help="default: the check's defaults")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--memory-format",
+        choices=("auto", "contiguous", "channels-last"),
+        default="auto",
+        help="the model's weights; auto: as salience check (channels-last on a CPU)",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile's top functions too")
     parser.add_argument("--json", type=Path, help="write report.json here")
     parser.add_argument("--compare", type=Path, help="an earlier --json to compare with")
@@ -103,11 +110,13 @@ def main() -> None:
     if not (SAMPLES / "labels.csv").exists():
         print(f"skipped: {SAMPLES} is absent")
         return
-    loaded = load_model(args.model, device="cpu")
+    nhwc = {"auto": None, "contiguous": False, "channels-last": True}[args.memory_format]
+    loaded = load_model(args.model, device="cpu", channels_last=nhwc)
     x, _ = load_batch(SAMPLES / "labels.csv", loaded.preprocess, args.samples, loaded.device)
     methods = args.method or checking.default_methods(loaded.module, x, loaded.cam_layer)
     print(
-        f"{args.model}, {x.shape[0]} images, methods {', '.join(methods)}; "
+        f"{args.model} ({'channels-last' if loaded.settings.channels_last else 'contiguous'}), "
+        f"{x.shape[0]} images, methods {', '.join(methods)}; "
         f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()}"
     )
     clock = StageClock()

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 import salience
 from salience.cli import app
 from salience.models import load_model, memory_format
+from salience.models.settings import channels_last_pays
 from salience.store import Run
 
 
@@ -42,6 +43,16 @@ def test_load_model_option() -> None:
     loaded = load_model("torchvision:resnet18", channels_last=True)
     assert memory_format(loaded.module) == "channels_last"
     assert loaded.module.conv1.weight.stride()[1] == 1  # NHWC: channels are adjacent
+
+
+def test_auto_picks_channels_last_for_convolutions_on_a_cpu() -> None:
+    loaded = load_model("torchvision:resnet18", device="cpu", channels_last=None)
+    assert loaded.settings.channels_last and memory_format(loaded.module) == "channels_last"
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not channels_last_pays(loaded.module, cuda)  # decided by the device type alone
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    assert not channels_last_pays(mlp, cpu)
+    assert not channels_last_pays(torch.jit.script(loaded.module), cpu)
 
 
 def test_audit_option_changes_only_rounding(tmp_path: Path) -> None:

@@ -72,6 +72,18 @@ ChannelsLast = Annotated[
 ]
 
 
+ChannelsLastAuto = Annotated[
+    bool | None,
+    typer.Option(
+        "--channels-last/--contiguous",
+        help="Memory format of the model's weights: channels-last (NHWC: faster convolutions "
+        "on CPUs) or contiguous. Default: channels-last on a CPU for models with "
+        "convolutions; maps change only by float rounding.",
+        show_default=False,
+    ),
+]
+
+
 class PrecisionChoice(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
@@ -242,7 +254,7 @@ def load_cli_model(
     weights: Path | None,
     device: str,
     preprocess: str | None,
-    channels_last: bool,
+    channels_last: bool | None,
     precision: PrecisionChoice,
     compile_model: bool,
 ) -> LoadedModel:

@@ -142,6 +142,16 @@ def memory_format(module: nn.Module) -> str:
     return "contiguous"
 
 
+def channels_last_pays(module: nn.Module, device: torch.device) -> bool:
+    """Whether channels-last is the faster memory format for ``module`` on ``device``: on
+    CPUs, whose oneDNN convolutions run faster on NHWC weights and activations, for a model
+    with 2-d convolutions (``benchmarks/check.py --memory-format`` compares the two).
+    TorchScript models keep their format."""
+    if device.type != "cpu" or isinstance(module, torch.jit.ScriptModule):
+        return False
+    return any(isinstance(m, nn.Conv2d) for m in module.modules())
+
+
 def _is_nhwc(module: nn.Module) -> bool:
     return memory_format(module) == "channels_last"
 

@@ -36,6 +36,7 @@ from salience.models.settings import (
     ModelSettings,
     Precision,
     apply_settings,
+    channels_last_pays,
     warm_up,
 )
 from salience.models.weights import (
@@ -187,7 +188,7 @@ def load_model(
     *,
     preprocess: str | Preprocess | None = None,
     class_names: Sequence[str] | None = None,
-    channels_last: bool = False,
+    channels_last: bool | None = False,
     precision: Precision = "fp32",
     compile: bool = False,
 ) -> LoadedModel:
@@ -197,7 +198,8 @@ def load_model(
     ``preprocess`` overrides the source's preprocessing (a :class:`Preprocess` or a preset
     spec such as ``"imagenet:size=160"``); ``class_names`` overrides its class names.
     ``channels_last`` stores the weights in NHWC order, which convolutions run faster on
-    (benchmarks/attribution.py --channels-last); maps change only by float rounding.
+    (benchmarks/attribution.py --channels-last); maps change only by float rounding. ``None``
+    picks it where it pays (:func:`~salience.models.settings.channels_last_pays`).
     ``precision`` (bf16, or fp16 on CUDA) runs the forward pass under autocast and
     ``compile`` under ``torch.compile`` (see :mod:`salience.models.settings`; ``salience cost``
     measures what either changes in the maps).
@@ -206,6 +208,8 @@ def load_model(
     weights_path = _existing(weights, "weights file") if weights is not None else None
     built = source.build(spec, weights_path)
     target = resolve_device(device)
+    if channels_last is None:
+        channels_last = channels_last_pays(built.module, target)
     settings = ModelSettings(precision, compile, channels_last)
     module = apply_settings(built.module.to(target).eval(), settings, owned=True)
     prep = parse_preprocess(preprocess) if preprocess is not None else built.preprocess
