@@ -8,11 +8,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata, spearmanr
 
+from salience.jsonsafe import finite
+
 Interval = tuple[float | None, float | None]
-
-
-def _num(v: float) -> float | None:
-    return float(v) if np.isfinite(v) else None
 
 
 def bootstrap(
@@ -32,7 +30,7 @@ def bootstrap(
     if len(values) < resamples // 2:
         return (None, None)
     tail = (1 - level) / 2
-    return (_num(np.quantile(values, tail)), _num(np.quantile(values, 1 - tail)))
+    return (finite(np.quantile(values, tail)), finite(np.quantile(values, 1 - tail)))
 
 
 def rank_correlation(x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, Any]:
@@ -48,7 +46,7 @@ def rank_correlation(x: np.ndarray, y: np.ndarray, seed: int = 0) -> dict[str, A
         return float(spearmanr(a, b).statistic)
 
     full = rho(np.arange(len(x))) if len(x) >= 3 else float("nan")
-    return {"rho": _num(full), "interval": list(bootstrap(rho, len(x), seed=seed)), "n": len(x)}
+    return {"rho": finite(full), "interval": list(bootstrap(rho, len(x), seed=seed)), "n": len(x)}
 
 
 def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:

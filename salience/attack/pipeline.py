@@ -19,6 +19,7 @@ from salience.attack._pixel import PixelModel, input_space_eps
 from salience.attack._stats import rank_correlation
 from salience.attack.fragility import FragilityConfig, fragility_attack, random_sign
 from salience.attack.manipulation import ManipulationConfig, manipulate, smoothed_map
+from salience.jsonsafe import finite
 from salience.methods import build_method, with_model_layer
 from salience.methods.spec import parse_method_spec
 from salience.models.layers import CamLayer, resolve_layer
@@ -189,7 +190,7 @@ class AttackRun:
         ).numpy()
         self.smallest = np.full(len(rows), np.nan)
         self.smallest[rows] = smallest
-        finite = smallest[np.isfinite(smallest)]
+        solved = smallest[np.isfinite(smallest)]
         self.report["prediction"] = {
             "attack": primary,
             "norm": spec.norm,
@@ -200,8 +201,8 @@ class AttackRun:
             "steps": cfg.steps,
             "attacks": attacks,
             "smallest_eps": {
-                "values": [None if not np.isfinite(v) else float(v) for v in self.smallest],
-                "median": float(np.median(finite)) if len(finite) else None,
+                "values": [finite(v) for v in self.smallest],
+                "median": float(np.median(solved)) if len(solved) else None,
                 "failed_at": high,
                 "resolution": float((top - low).max()) / 2**cfg.bisection if len(low) else None,
             },

@@ -30,7 +30,7 @@ from scipy.stats import rankdata
 from skimage.metrics import structural_similarity
 
 from salience.errors import SalienceError
-from salience.jsonsafe import json_safe
+from salience.jsonsafe import finite, json_safe
 from salience.store import Run
 
 SIMILARITIES = ("spearman", "ssim", "topk_iou")
@@ -83,9 +83,9 @@ def map_similarity(
     np.put_along_axis(top_a, np.argpartition(-fa, k - 1, axis=1)[:, :k], True, axis=1)
     np.put_along_axis(top_b, np.argpartition(-fb, k - 1, axis=1)[:, :k], True, axis=1)
     iou = (top_a & top_b).sum(1) / (top_a | top_b).sum(1)
-    finite = np.isfinite(fa).all(1) & np.isfinite(fb).all(1)
-    spearman = np.where(finite, spearman, np.nan)
-    iou = np.where(finite, iou, np.nan)
+    ok = np.isfinite(fa).all(1) & np.isfinite(fb).all(1)
+    spearman = np.where(ok, spearman, np.nan)
+    iou = np.where(ok, iou, np.nan)
     ssim = np.full(n, np.nan)
     for i in range(n):
         x, y = _unit(a[i]), _unit(b[i])
@@ -135,9 +135,7 @@ def _listed(ids: pd.Index, params: CompareParams) -> dict[str, Any]:
 
 
 def _round(d: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: (round(float(v), 4) if v is not None and np.isfinite(v) else None) for k, v in d.items()
-    }
+    return {k: finite(v, 4) for k, v in d.items()}
 
 
 def _reference_floor(
@@ -235,9 +233,9 @@ def compare_runs(
     else:
         kind = "bootstrap and other images"
         other = _other_images(ma, labels, params)
-        finite = other[np.isfinite(other)]
-        sim_floor = {"spearman": float(np.median(finite)) if len(finite) else float("nan")}
-        if not len(finite):
+        kept = other[np.isfinite(other)]
+        sim_floor = {"spearman": float(np.median(kept)) if len(kept) else float("nan")}
+        if not len(kept):
             kind = "bootstrap only (no class has two images with maps: silent changes need one)"
 
     threshold = sim_floor["spearman"]

@@ -5,9 +5,9 @@ same draws, so paired differences (a method minus the random control) keep their
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from salience.jsonsafe import finite
 
 
 def resample_indices(n: int, resamples: int, seed: int) -> torch.Tensor:
@@ -32,6 +32,6 @@ def interval(values: torch.Tensor, draws: torch.Tensor, level: float) -> tuple[f
 
 
 def rounded(span: tuple[float, float] | None) -> list[float] | None:
-    if span is None or any(math.isnan(v) for v in span):
-        return None
-    return [round(span[0], 6), round(span[1], 6)]
+    """``span`` rounded for ``report.json``; None when missing or not finite."""
+    lo, hi = (None, None) if span is None else (finite(span[0], 6), finite(span[1], 6))
+    return None if lo is None or hi is None else [lo, hi]

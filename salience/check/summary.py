@@ -3,7 +3,6 @@ interval over images, plus the curves the HTML page plots."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -12,6 +11,7 @@ from salience.check.config import CheckConfig
 from salience.check.intervals import interval, resample_indices, rounded
 from salience.check.measure import MethodCheck
 from salience.check.steps import FAITHFULNESS, NUMBERS, OVER_RANDOM
+from salience.jsonsafe import finite
 from salience.methods.spec import parse_method_spec
 from salience.metrics import MetricResult
 from salience.metrics._result import finite_mean
@@ -28,12 +28,8 @@ DESIGN_NUMBERS = (
 )
 
 
-def num(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) or math.isinf(value) else round(value, 6)
-
-
 def _mean_curve(r: MetricResult, key: str = "scores") -> list[float | None]:
-    return [num(float(v)) for v in r.curves[key].double().nanmean(0)]
+    return [finite(v, 6) for v in r.curves[key].double().nanmean(0).tolist()]
 
 
 def per_image_numbers(m: MethodCheck, random: MethodCheck | None) -> dict[str, torch.Tensor]:
@@ -57,7 +53,7 @@ def summarise(
     n = next(iter(values.values())).numel()
     draws = resample_indices(n, config.resamples, config.seed)
     rand = r["randomization"]
-    entry: dict[str, Any] = {key: num(finite_mean(v)) for key, v in values.items()}
+    entry: dict[str, Any] = {key: finite(finite_mean(v), 6) for key, v in values.items()}
     entry.update(
         ms_per_image=round(m.ms_per_image, 3),
         trusted=False,
@@ -83,7 +79,7 @@ def summarise(
             "road_morf_accuracy": _mean_curve(r["road_morf"], "correct"),
             "road_lerf_accuracy": _mean_curve(r["road_lerf"], "correct"),
         },
-        per_image={k: [num(float(v)) for v in res.scores] for k, res in r.items()},
+        per_image={k: [finite(v, 6) for v in res.scores.tolist()] for k, res in r.items()},
         road_seconds={
             part: round(
                 r["road_morf"].details[f"{part}_seconds"]

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from salience.cli import app
 from salience.cli._common import console, print_json, user_errors
+from salience.jsonsafe import describe
 from salience.methods import list_methods, method_info
 
 COMMON_PARAMS = ("batch_size",)  # every method takes it; not repeated in the table
@@ -26,19 +27,11 @@ def methods_payload() -> list[dict[str, Any]]:
                 "signed": info.signed,
                 "passes": info.passes,
                 "summary": info.summary,
-                "params": {k: _plain(v) for k, v in info.params.items()},
+                "params": describe(info.params),
                 "needs": info.needs or None,
             }
         )
     return out
-
-
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return repr(value)
 
 
 @app.command()

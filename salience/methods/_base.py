@@ -13,6 +13,7 @@ from torch import nn
 
 from salience._guard import model_guard
 from salience.errors import SalienceError
+from salience.jsonsafe import describe
 from salience.methods.batching import Kind, chunk_size
 from salience.outputs import OutputSelector, select_output
 from salience.targets import PredictedTarget, Target, TargetLike, as_target, resolve_predicted
@@ -148,21 +149,7 @@ class Attribution(ABC):
             for p in inspect.signature(type(self).__init__).parameters.values()
             if p.kind is p.KEYWORD_ONLY
         ]
-        return {n: _plain(getattr(self, n, None)) for n in names}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return f"tensor{tuple(value.shape)}"
-    if isinstance(value, nn.Module):
-        return type(value).__name__
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return repr(value)
+        return {n: describe(getattr(self, n, None)) for n in names}
 
 
 def check_batch(x: torch.Tensor) -> None:

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import torch
 
+from salience.jsonsafe import finite, json_safe
+
 Direction = Literal["higher", "lower"]
 
 
@@ -47,15 +49,15 @@ class MetricResult:
         """A JSON-ready dict (tensors become lists, NaN becomes None)."""
         out: dict[str, Any] = {
             "name": self.name,
-            "value": _number(self.value),
+            "value": finite(self.value),
             "direction": self.direction,
             "paper": self.paper,
             "params": self.params,
-            "scores": _plain(self.scores),
-            "details": _plain(self.details),
+            "scores": json_safe(self.scores),
+            "details": json_safe(self.details),
         }
         if curves:
-            out["curves"] = {k: _plain(v) for k, v in self.curves.items()}
+            out["curves"] = json_safe(self.curves)
         return out
 
 
@@ -64,19 +66,3 @@ def finite_mean(scores: torch.Tensor) -> float:
     s = scores.double().flatten()
     ok = torch.isfinite(s)
     return float(s[ok].mean()) if bool(ok.any()) else math.nan
-
-
-def _number(v: float) -> float | None:
-    return None if math.isnan(v) or math.isinf(v) else float(v)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return _plain(value.detach().cpu().tolist())
-    if isinstance(value, float):
-        return _number(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
