@@ -29,6 +29,8 @@ from salience.outputs import select_output
 from salience.store.layout import write_json
 from salience.viz import Column, overlay, save_grid, save_png
 
+REPORT = "explain.json"  # the payload :func:`explain_images` returns, under ``out``
+
 DEFAULT_METHODS = ("gradcam", "integrated_gradients")
 GRID_IMAGES = 12
 Step = Callable[[str], None]  # called after each (image, method) with what was done
@@ -213,7 +215,7 @@ def explain_images(
         "images": results,
         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
     }
-    write_json(out / "explain.json", payload)
+    write_json(out / REPORT, payload)
     return payload
 
 

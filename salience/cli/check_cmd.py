@@ -92,6 +92,7 @@ def check(
         load_batch,
         run_check,
     )
+    from salience.check.files import PAGE, REPORT
     from salience.export.mlflow import log_check, require_mlflow
 
     if log_to:
@@ -109,13 +110,13 @@ def check(
     estimate = estimate_check(loaded.module, x, specs, config, loaded.cam_layer)
     err_console.print(
         f"checking {', '.join(specs)} and the controls on {len(paths)} images: about "
-        f"{_duration(estimate.total)} (results are saved to {out / 'report.json'} as each "
+        f"{_duration(estimate.total)} (results are saved to {out / REPORT} as each "
         "method finishes)",
         soft_wrap=True,
     )
 
     def save(partial: dict[str, Any]) -> None:
-        write_json(out / "report.json", {**partial, "images": paths})
+        write_json(out / REPORT, {**partial, "images": paths})
 
     with task("checking", total=max(1, round(estimate.total))) as advance:
         report = run_check(
@@ -130,8 +131,8 @@ def check(
             on_method=save,
         )
     report["images"] = paths
-    write_json(out / "report.json", report)
-    write_check_html(report, out / "report.html")
+    write_json(out / REPORT, report)
+    write_check_html(report, out / PAGE)
     if log_to:
         err_console.print(f"logged to MLflow run {log_check(report, out)}")
     if json_out:
@@ -145,7 +146,7 @@ def check(
         e = report["methods"][name]
         console.print(styled(e["verdict"], "green" if e["trusted"] else "red"))
     console.print(styled(report["recommendation"], "bold"))
-    console.print(f"wrote {out / 'report.json'} and {out / 'report.html'}")
+    console.print(f"wrote {out / REPORT} and {out / PAGE}")
 
 
 def _duration(seconds: float) -> str:

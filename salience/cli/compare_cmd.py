@@ -17,6 +17,7 @@ from salience.cli._common import (
     user_errors,
     write_json,
 )
+from salience.store.layout import COMPARE
 
 
 @app.command()
@@ -34,9 +35,7 @@ def compare(
             "stochastic method): its difference from A is the noise floor.",
         ),
     ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="JSON file to write.")] = Path(
-        "compare.json"
-    ),
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSON file to write.")] = Path(COMPARE),
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Accuracy per class, fixed and broken images, map similarity and the region shift, each

@@ -90,6 +90,7 @@ def cost(
     --min-spearman; writes cost.json and cost.html."""
     from salience.checking import load_batch
     from salience.cost import KINDS, CostConfig, measure_cost
+    from salience.cost.files import PAGE, REPORT
     from salience.cost.html import write_cost_html
     from salience.methods.spec import parse_method_spec
     from salience.models import load_model
@@ -126,13 +127,13 @@ def cost(
         )
     report = {"model": model, **report, "images": paths}
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "cost.json", report)
-    write_cost_html(report, out / "cost.html")
+    write_json(out / REPORT, report)
+    write_cost_html(report, out / PAGE)
     if json_out:
         print_json(report)
         return
     console.print(_table(report))
-    console.print(f"wrote {out / 'cost.json'} and {out / 'cost.html'}")
+    console.print(f"wrote {out / REPORT} and {out / PAGE}")
 
 
 def _ratios(text: str) -> tuple[float, ...]:

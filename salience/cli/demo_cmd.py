@@ -11,6 +11,7 @@ from rich.table import Table
 
 from salience.cli import app
 from salience.cli._common import console, print_json, progress, user_errors
+from salience.store.layout import COMPARE, SHORTCUTS
 
 SIZES = ("small", "full")
 
@@ -134,8 +135,8 @@ def show(payload: dict[str, Any], out: Path) -> None:
     if "robustness" in payload:
         show_robustness(payload["robustness"])
     console.print(
-        f"look at: {out / 'report-v1.html'}, {out / 'report-v2.html'}, "
-        f"{out / 'compare.json'}, {out / 'runs' / 'v1' / 'shortcuts.json'}; "
+        f"look at: {payload['report_v1']}, {payload['report_v2']}, "
+        f"{out / COMPARE}, {Path(payload['v1']['run']) / SHORTCUTS}; "
         f"explore with: salience serve {out / 'runs' / 'v1'} {out / 'runs' / 'v2'}",
         highlight=False,
     )

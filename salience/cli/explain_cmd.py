@@ -81,7 +81,13 @@ def explain(
     IMAGE may be a file, a folder (every image file under it) or a CSV/Parquet manifest.
     """
     from salience.data.samples import write_sample
-    from salience.explaining import DEFAULT_METHODS, explain_images, image_paths, read_images
+    from salience.explaining import (
+        DEFAULT_METHODS,
+        REPORT,
+        explain_images,
+        image_paths,
+        read_images,
+    )
     from salience.methods.spec import parse_method_spec
 
     specs = list(method or DEFAULT_METHODS)
@@ -123,9 +129,7 @@ def explain(
             styled("skipped", "yellow"), f"{s['path']}: {s['reason']}", soft_wrap=True
         )
     maps = sum(len(r["maps"]) for r in payload["images"])
-    console.print(
-        f"wrote {maps} overlays and raw maps, {out / payload['grid']} and {out / 'explain.json'}"
-    )
+    console.print(f"wrote {maps} overlays and raw maps, {out / payload['grid']} and {out / REPORT}")
 
 
 def _print_top5(result: dict[str, Any]) -> None:

@@ -145,6 +145,7 @@ def monitor(
     """
     from salience.audit import Progress
     from salience.monitor import monitor_data
+    from salience.monitor.layout import SUMMARY
     from salience.monitor.prometheus import serve_metrics
     from salience.store import Run
 
@@ -189,7 +190,7 @@ def monitor(
         print_json(summary)
     else:
         show(summary)
-        err_console.print(f"wrote {out / 'monitor.json'}")
+        err_console.print(f"wrote {out / SUMMARY}")
     if server is not None:
         host, port = server[0].server_address[:2]
         err_console.print(f"serving metrics on http://{host}:{port}/metrics; Ctrl-C to stop")

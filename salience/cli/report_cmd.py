@@ -9,15 +9,14 @@ import typer
 
 from salience.cli import app
 from salience.cli._common import console, print_json, user_errors
+from salience.report import PAGE
 
 
 @app.command()
 @user_errors
 def report(
     run: Annotated[Path, typer.Argument(help="Run folder written by `salience audit`.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(
-        "report.html"
-    ),
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write.")] = Path(PAGE),
     max_images: Annotated[
         int, typer.Option(help="Images to embed at most (big runs are sampled).")
     ] = 200,

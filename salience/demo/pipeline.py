@@ -33,15 +33,21 @@ REGIONS = ("head", "uniform", "background")
 # Everything the demo writes into its folder; a rerun replaces exactly these. The marker is
 # written first, so that a demo interrupted before demo.json can be rerun into the same folder.
 MARKER = ".salience-demo"
+SUMMARY = "demo.json"
+
+
+def report_page(version: str) -> str:
+    """The file name of a version's run report: ``report-v1.html``."""
+    return f"report-{version}.html"
+
+
 OUTPUTS = (
     "data",
     "models",
     "runs",
-    "demo.json",
+    SUMMARY,
     COMPARE,
-    "report-v1.html",
-    "report-v2.html",
-    "report-v3.html",
+    *(report_page(v) for v in ("v1", "v2", "v3")),
 )
 
 # (stage, done, total): "data", "train v1", "train v2", "audit v1", "audit v2", "analyse"
@@ -239,13 +245,13 @@ def run_demo(
     }
     step()
     for version, path in runs.items():
-        write_report(path, out / f"report-{version}.html")
-        payload[f"report_{version}"] = str(out / f"report-{version}.html")
+        write_report(path, out / report_page(version))
+        payload[f"report_{version}"] = str(out / report_page(version))
         step()
     if robust:
         for version, path in runs.items():
             gradient = region_summary(Run.open(path), "gradient")["region_density"]
             robust[version]["gradient_density"] = gradient
         payload["robustness"] = robust
-    write_json(out / "demo.json", payload)
+    write_json(out / SUMMARY, payload)
     return payload

@@ -8,7 +8,6 @@ MLflow accepts.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -16,7 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from salience.check.files import PAGE, REPORT
 from salience.errors import SalienceError
+from salience.jsonsafe import finite
 from salience.store.layout import MANIFEST, SUMMARY, read_json
 
 INSTALL = "logging to MLflow needs mlflow: pip install 'salience[mlflow]'"
@@ -39,14 +40,6 @@ def metric_key(*parts: str) -> str:
     return "/".join(c or "x" for c in clean)
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
-    return None
-
-
 def check_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     """``report.json`` -> ``{method/metric: value}``: ``trusted`` as 0/1 and every finite
     number, for the methods and the controls."""
@@ -56,7 +49,7 @@ def check_metrics(report: Mapping[str, Any]) -> dict[str, float]:
             for key, value in entry.items():
                 if isinstance(value, bool) and (key != "trusted" or group == "controls"):
                     continue  # flags other than a method's verdict are not metrics
-                number = _number(value)
+                number = finite(value) if isinstance(value, int | float) else None
                 if number is not None:
                     out[metric_key(method, key)] = number
     return out
@@ -64,7 +57,7 @@ def check_metrics(report: Mapping[str, Any]) -> dict[str, float]:
 
 def audit_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     """``summary.json`` -> accuracy, balanced accuracy, counts and skipped images by reason."""
-    out = {k: v for k in AUDIT_METRICS if (v := _number(summary.get(k))) is not None}
+    out = {k: v for k in AUDIT_METRICS if (v := finite(summary.get(k))) is not None}
     skipped = summary.get("skipped") or {}
     out["skipped"] = float(skipped.get("total", 0))
     for reason, n in (skipped.get("reasons") or {}).items():
@@ -133,7 +126,7 @@ def log_check(report: Mapping[str, Any], out: str | os.PathLike[str]) -> str:
         f"check {report.get('model', '')}".strip(),
         check_metrics(report),
         params,
-        [folder / "report.json", folder / "report.html"],
+        [folder / REPORT, folder / PAGE],
         {"salience.command": "check"},
     )
 

@@ -9,6 +9,8 @@ from salience.report.run_data import ReportData, gather
 from salience.report.run_html import render
 from salience.store import Run
 
+PAGE = "report.html"  # what ``salience report`` writes unless told otherwise
+
 
 def write_report(
     run: Run | str | os.PathLike[str],
@@ -35,4 +37,4 @@ def write_report(
     return data
 
 
-__all__ = ["ReportData", "write_report"]
+__all__ = ["PAGE", "ReportData", "write_report"]
