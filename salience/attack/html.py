@@ -4,11 +4,11 @@ images embedded as data URIs; every user string escaped, no scripts, no external
 from __future__ import annotations
 
 import base64
-import html
 from pathlib import Path
 from typing import Any
 
 from salience.attack.files import PAGE
+from salience.htmlsafe import CSP_META, escape
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1180px; color: #222; }
@@ -22,16 +22,12 @@ figure img { width: 160px; height: 160px; image-rendering: pixelated; display: b
 """
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def _f(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
-    th = "".join(f"<th>{_e(h)}</th>" for h in head)
+    th = "".join(f"<th>{escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
     return f"<table><tr>{th}</tr>{body}</table>"
 
@@ -41,8 +37,8 @@ def _uri(path: Path) -> str:
 
 
 def _figure(out: Path, rel: str, caption: str) -> str:
-    img = f'<img src="{_uri(out / rel)}" alt="{_e(caption)}">'
-    return f"<figure>{img}<figcaption>{_e(caption)}</figcaption></figure>"
+    img = f'<img src="{_uri(out / rel)}" alt="{escape(caption)}">'
+    return f"<figure>{img}<figcaption>{escape(caption)}</figcaption></figure>"
 
 
 def _prediction(report: dict[str, Any]) -> str:
@@ -53,17 +49,17 @@ def _prediction(report: dict[str, Any]) -> str:
             inp = ", ".join(f"{v:.4g}" for v in b["input"])
             rows.append(
                 [
-                    _e(name),
-                    _e(a["norm"]),
+                    escape(name),
+                    escape(a["norm"]),
                     f"{b['pixel_255']:.3g}/255 ({b['pixel']:.4g})",
-                    _e(inp),
+                    escape(inp),
                     _f(rate),
                 ]
             )
     s = p["smallest_eps"]
     note = (
         f"<p class=note>{p['attacked']} correctly classified images attacked. Median smallest "
-        f"successful {_e(p['attack'])} budget: {_f(s['median'] and s['median'] * 255, 2)}/255 "
+        f"successful {escape(p['attack'])} budget: {_f(s['median'] and s['median'] * 255, 2)}/255 "
         f"(bisection, resolution {_f(s['resolution'] and s['resolution'] * 255, 3)}/255).</p>"
     )
     return (
@@ -87,8 +83,8 @@ def _methods(report: dict[str, Any]) -> str:
     for name, m in report.get("methods", {}).items():
         rows.append(
             [
-                _e(name),
-                _e(m["attacked_through"]),
+                escape(name),
+                escape(m["attacked_through"]),
                 str(m["k"]),
                 _f(m["topk_intersection_attack"]),
                 _f(m["topk_intersection_random"]),
@@ -117,8 +113,8 @@ def _methods(report: dict[str, Any]) -> str:
 def _others(report: dict[str, Any]) -> str:
     rows = [
         [
-            _e(m),
-            _e(k),
+            escape(m),
+            escape(k),
             _f(v["rho"]),
             f"[{_f(v['interval'][0])}, {_f(v['interval'][1])}]",
             str(v["n"]),
@@ -138,8 +134,8 @@ def _others(report: dict[str, Any]) -> str:
             r = d[key]
             rows.append(
                 [
-                    _e(m),
-                    _e(f"{key} (beta {r['beta']})"),
+                    escape(m),
+                    escape(f"{key} (beta {r['beta']})"),
                     _f(r["similarity_before"]),
                     _f(r["similarity_after"]),
                     _f(r["output_change"], 4),
@@ -166,8 +162,8 @@ def _others(report: dict[str, Any]) -> str:
             r = d[key]
             rows.append(
                 [
-                    _e(m),
-                    _e(key),
+                    escape(m),
+                    escape(key),
                     _f(r["auc"]),
                     f"[{_f(r['interval'][0])}, {_f(r['interval'][1])}]",
                     str(r["n"]),
@@ -195,7 +191,7 @@ def _per_class(report: dict[str, Any]) -> str:
         hits = success.get(c, {})
         rates = [_f(hits.get(f"success_rate@{e:.5g}"), 2) for e in attack["eps"]]
         kept = [_f(methods[m].get(c, {}).get("topk_intersection_attack"), 2) for m in methods]
-        rows.append([_e(c), str(hits.get("n", 0)), *rates, *kept])
+        rows.append([escape(c), str(hits.get("n", 0)), *rates, *kept])
     head = ["class", "attacked"]
     head += [f"{p['attack']} {b['pixel_255']:.3g}/255" for b in attack["budgets"]]
     head += [f"{m} top-k (attack)" for m in methods]
@@ -210,7 +206,7 @@ def _examples(report: dict[str, Any], out: Path) -> str:
     parts = ["<h2>Examples</h2>"]
     for ex in report.get("examples", []):
         p = ex["prediction"]
-        parts.append(f"<h3>{_e(ex['image'])}</h3>")
+        parts.append(f"<h3>{escape(ex['image'])}</h3>")
         parts.append(_figure(out, ex["clean"], f"clean: {p['class']} ({p['probability']:.2f})"))
         for method, files in ex["methods"].items():
             q = files["prediction"]
@@ -231,8 +227,8 @@ def write_attack_html(report: dict[str, Any], out: Path) -> Path:
     body = _prediction(report) + _methods(report) + _others(report) + _per_class(report)
     body += _examples(report, out)
     page = (
-        f"<!doctype html><html><head><meta charset=utf-8><title>{_e(title)}</title>"
-        f"<style>{STYLE}</style></head><body><h1>{_e(title)}</h1>{body}</body></html>"
+        f"<!doctype html><html><head><meta charset=utf-8>{CSP_META}<title>{escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>"
     )
     path = out / PAGE
     path.write_text(page, encoding="utf-8")

@@ -4,12 +4,12 @@ the table behind it. No script, nothing loaded; every string from the data is es
 
 from __future__ import annotations
 
-import html
 import math
 from pathlib import Path
 from typing import Any
 
-CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+from salience.htmlsafe import CSP_META, escape
+
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 h2 { margin-top: 2em; border-bottom: 1px solid #ddd; }
@@ -30,10 +30,6 @@ COLUMNS = (
     "insertion_delta",
     "agreement",
 )
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _f(value: Any) -> str:
@@ -74,7 +70,7 @@ def _plot(rows: dict[str, dict[str, Any]], front: list[str], threshold: float) -
     )
     parts.append(
         f'<text x="{W - PAD}" y="{ty - 4:.1f}" text-anchor="end" fill="#c33">'
-        f"min Spearman {_e(threshold)}</text>"
+        f"min Spearman {escape(threshold)}</text>"
     )
     on = sorted((p for p in pts if p[2] in front), key=lambda p: p[0])
     if len(on) > 1:
@@ -84,9 +80,9 @@ def _plot(rows: dict[str, dict[str, Any]], front: list[str], threshold: float) -
         colour = "#36c" if name in front else "#888"
         parts.append(
             f'<circle cx="{sx(a):.1f}" cy="{sy(b):.1f}" r="4" fill="{colour}">'
-            f"<title>{_e(name)}</title></circle>"
+            f"<title>{escape(name)}</title></circle>"
         )
-        parts.append(f'<text x="{sx(a) + 6:.1f}" y="{sy(b) - 6:.1f}">{_e(name)}</text>')
+        parts.append(f'<text x="{sx(a) + 6:.1f}" y="{sy(b) - 6:.1f}">{escape(name)}</text>')
     for v in (lo, (lo + hi) / 2, hi):
         parts.append(
             f'<text x="{sx(v):.1f}" y="{H - PAD + 16}" text-anchor="middle">{10**v:.3g}</text>'
@@ -99,13 +95,13 @@ def _plot(rows: dict[str, dict[str, Any]], front: list[str], threshold: float) -
 
 
 def _table(rows: dict[str, dict[str, Any]], best: str | None) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in ("setting", *COLUMNS, "note"))
+    head = "".join(f"<th>{escape(c)}</th>" for c in ("setting", *COLUMNS, "note"))
     body = []
     for name, r in rows.items():
         cls = ' class="best"' if name == best else ""
         cells = "".join(f"<td>{_f(r.get(c))}</td>" for c in COLUMNS)
-        note = _e(r.get("error", ""))
-        body.append(f"<tr{cls}><td>{_e(name)}</td>{cells}<td>{note}</td></tr>")
+        note = escape(r.get("error", ""))
+        body.append(f"<tr{cls}><td>{escape(name)}</td>{cells}<td>{note}</td></tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
@@ -115,20 +111,20 @@ def write_cost_html(report: dict[str, Any], path: Path) -> Path:
     title = f"salience cost: {report.get('model', 'model')} on {report['samples']} images"
     parts = [
         f"<p class=note>Recommended: the cheapest setting whose Spearman to the reference is at "
-        f"least {_e(threshold)} (bold). Blue: the cost/fidelity frontier. Deletion/insertion "
+        f"least {escape(threshold)} (bold). Blue: the cost/fidelity frontier. Deletion/insertion "
         "deltas are the setting's score minus the reference's, on the reference model; agreement "
         "is the share of images for which the setting's model predicts the reference's class.</p>"
     ]
     for name, rows in report["methods"].items():
         best = report["recommended"].get(name)
-        parts.append(f"<h2>{_e(name)}: {_e(best or 'nothing reaches the threshold')}</h2>")
+        parts.append(f"<h2>{escape(name)}: {escape(best or 'nothing reaches the threshold')}</h2>")
         parts.append(_plot(rows, report["frontier"].get(name, []), threshold))
         parts.append(_table(rows, best))
     page = (
         "<!doctype html><html><head><meta charset=utf-8>"
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        f"<title>{_e(title)}</title><style>{STYLE}</style></head>"
-        f"<body><h1>{_e(title)}</h1>{''.join(parts)}</body></html>"
+        f"{CSP_META}"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
+        f"<body><h1>{escape(title)}</h1>{''.join(parts)}</body></html>"
     )
     path.write_text(page, encoding="utf-8")
     return path

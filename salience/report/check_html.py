@@ -4,7 +4,6 @@ as base64 PNG (matplotlib's Agg canvas, no pyplot state), no external resources.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import os
 from pathlib import Path
@@ -15,13 +14,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from salience.check import columns
+from salience.htmlsafe import CSP_META, escape
 
 GOOD, BAD, GREY = "#1b7837", "#b2182b", "#777777"
-# No script, images only as data URIs: markup in a model or method name can run nothing.
-CSP = (
-    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; "
-    "form-action 'none'"
-)
 CONTROL_STYLE = {"random": ("#999999", "--"), "constant": ("#bbbbbb", ":")}
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1180px; color: #222; }
@@ -46,7 +41,7 @@ def _png(fig: Figure) -> str:
 
 
 def _img(fig: Figure, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="{_png(fig)}">'
+    return f'<img alt="{escape(alt)}" src="{_png(fig)}">'
 
 
 def _fmt(value: Any) -> str:
@@ -56,7 +51,7 @@ def _fmt(value: Any) -> str:
         return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 1000 else f"{value:.0f}"
-    return html.escape(str(value))
+    return escape(str(value))
 
 
 def _randomization(ax: Axes, entry: dict[str, Any], controls: dict[str, Any]) -> None:
@@ -177,7 +172,7 @@ def _status(entry: dict[str, Any]) -> str:
 def _table(entries: dict[str, dict[str, Any]]) -> str:
     cols = columns()
     head = "".join(
-        f"<th title='{html.escape(c.meaning)}'>{html.escape(c.label)}<br>"
+        f"<th title='{escape(c.meaning)}'>{escape(c.label)}<br>"
         f"<small>{c.direction} is better</small></th>"
         for c in cols
     )
@@ -185,16 +180,13 @@ def _table(entries: dict[str, dict[str, Any]]) -> str:
     for name, e in entries.items():
         cls = ' class="control"' if e["control"] else ""
         cells = "".join(_cell(e, c.key) for c in cols)
-        rows.append(
-            f"<tr{cls}><td>{html.escape(name)}</td><td>{html.escape(_status(e))}</td>{cells}</tr>"
-        )
+        rows.append(f"<tr{cls}><td>{escape(name)}</td><td>{escape(_status(e))}</td>{cells}</tr>")
     return f"<table><tr><th>method</th><th>verdict</th>{head}</tr>{''.join(rows)}</table>"
 
 
 def _meanings() -> str:
     items = "".join(
-        f"<li><b>{html.escape(c.label)}</b> ({c.direction} is better): {html.escape(c.meaning)}"
-        "</li>"
+        f"<li><b>{escape(c.label)}</b> ({c.direction} is better): {escape(c.meaning)}</li>"
         for c in columns()
     )
     return f"<ul class='note'>{items}</ul>"
@@ -215,23 +207,22 @@ def render(report: dict[str, Any]) -> str:
     everything = {**methods, **controls}
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
-        f"<title>salience check: {html.escape(str(report['model']))}</title>",
+        CSP_META,
+        f"<title>salience check: {escape(str(report['model']))}</title>",
         f"<style>{STYLE}</style></head><body>",
-        f"<h1>Can these saliency maps be trusted for <code>{html.escape(str(report['model']))}"
+        f"<h1>Can these saliency maps be trusted for <code>{escape(str(report['model']))}"
         f"</code>?</h1>",
-        f"<p>{html.escape(str(report['samples']))} images on "
-        f"{html.escape(str(report.get('device', '')))}. "
+        f"<p>{escape(str(report['samples']))} images on "
+        f"{escape(str(report.get('device', '')))}. "
         "Maps explain the class the model predicts. Controls: <code>random</code> (noise) and "
         "<code>constant</code> (a flat map) are reference lines every method must beat.</p>",
         "<h2>Verdicts</h2>",
-        f"<p><b>{html.escape(str(report.get('recommendation', '')))}</b></p>",
+        f"<p><b>{escape(str(report.get('recommendation', '')))}</b></p>",
     ]
     for name, e in methods.items():
         cls = _verdict_class(e)
         parts.append(
-            f"<div class='verdict {cls}' data-method='{html.escape(name)}'>"
-            f"{html.escape(e['verdict'])}</div>"
+            f"<div class='verdict {cls}' data-method='{escape(name)}'>{escape(e['verdict'])}</div>"
         )
     parts += [
         "<h2>Summary</h2>",
@@ -240,18 +231,18 @@ def render(report: dict[str, Any]) -> str:
         "number means:</p>",
         _meanings(),
         _img(_overview_figure(everything), "robustness, complexity and cost per method"),
-        f"<p class='note'>{html.escape(report.get('caveat', ''))}</p>",
+        f"<p class='note'>{escape(report.get('caveat', ''))}</p>",
     ]
     for name, e in methods.items():
         if "error" in e:
             parts += [
-                f"<h2 id='{html.escape(name)}'>{html.escape(name)}</h2>",
-                f"<div class='verdict untrusted'>{html.escape(e['verdict'])}</div>",
+                f"<h2 id='{escape(name)}'>{escape(name)}</h2>",
+                f"<div class='verdict untrusted'>{escape(e['verdict'])}</div>",
             ]
             continue
         parts += [
-            f"<h2 id='{html.escape(name)}'>{html.escape(name)}</h2>",
-            f"<div class='verdict {_verdict_class(e)}'>{html.escape(e['verdict'])}</div>",
+            f"<h2 id='{escape(name)}'>{escape(name)}</h2>",
+            f"<div class='verdict {_verdict_class(e)}'>{escape(e['verdict'])}</div>",
             _img(_method_figure(e, controls), f"{name}: randomization, deletion/insertion, ROAD"),
             "<p class='note'>randomization similarity after full randomization "
             f"{_fmt(e['randomization_similarity'])}; insertion minus deletion "
@@ -262,8 +253,7 @@ def render(report: dict[str, Any]) -> str:
         ]
     config = report.get("config", {})
     rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td class='text'>{_fmt(v)}</td></tr>"
-        for k, v in config.items()
+        f"<tr><td>{escape(k)}</td><td class='text'>{_fmt(v)}</td></tr>" for k, v in config.items()
     )
     parts += ["<h2>Settings</h2>", f"<table>{rows}</table>", "</body></html>"]
     return "\n".join(parts)

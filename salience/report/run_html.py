@@ -8,13 +8,13 @@ as data URIs, so markup in the data can neither run nor load anything."""
 from __future__ import annotations
 
 import math
-from html import escape
 from importlib.resources import files
 from string import Template
 
 import numpy as np
 
 from salience import __version__
+from salience.htmlsafe import CSP_META, escape
 from salience.report.run_data import Card, ReportData
 from salience.viz import lut
 
@@ -257,5 +257,9 @@ def render(d: ReportData) -> str:
     body = note + _kpis(d) + _matrix(d) + _cells(d) + _classes(d) + _regions(d) + _shortcuts(d)
     template = Template((files("salience.report") / "run_report.html").read_text())
     return template.substitute(
-        title=escape(d.title), subtitle=escape(subtitle), body=body, version=escape(__version__)
+        csp_meta=CSP_META,
+        title=escape(d.title),
+        subtitle=escape(subtitle),
+        body=body,
+        version=escape(__version__),
     )
