@@ -15,7 +15,8 @@ from salience._guard import model_guard
 from salience.errors import SalienceError
 from salience.jsonsafe import describe
 from salience.methods.batching import Kind, chunk_size
-from salience.outputs import OutputSelector, select_output
+from salience.methods.scoring import Build, clean_logits, logits_of, score_rows, target_scores
+from salience.outputs import OutputSelector
 from salience.targets import PredictedTarget, Target, TargetLike, as_target, resolve_predicted
 
 Reduce = Literal["sum", "abs_sum", "abs_max", "none"]
@@ -38,7 +39,7 @@ class ExplainJob:
         return int(self.x.shape[0])
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        return select_output(self.model(inputs), self.output)
+        return logits_of(self.model, inputs, self.output)
 
     def chunk(self, kind: Kind) -> int:
         """Rows per pass for this model and input size (see :mod:`salience.methods.batching`)."""
@@ -50,11 +51,7 @@ class ExplainJob:
         """Fix the predicted class from ``logits`` of the clean batch (or a no-grad forward)."""
         if isinstance(self.target, PredictedTarget):
             if logits is None:
-                with torch.no_grad():
-                    step = self.chunk("forward")
-                    logits = torch.cat(
-                        [self.logits(self.x[i : i + step]) for i in range(0, self.n, step)]
-                    )
+                logits = clean_logits(self.logits, self.x, self.chunk("forward"))
             self.target = resolve_predicted(self.target, logits)
         return self.target
 
@@ -79,17 +76,30 @@ class ExplainJob:
             (grad,) = torch.autograd.grad(scores.sum(), inp)
         return grad, scores.detach()
 
-    def scores(self, inputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Target scores of perturbed rows, forward only, in chunks."""
+    def clean_scores(self, probs: bool = False) -> torch.Tensor:
+        """Scores ``[N]`` of the unperturbed images; resolves a predicted target from the same
+        pass. ``probs``: softmax probabilities instead of logits."""
+        logits = clean_logits(self.logits, self.x, self.chunk("forward"))
+        return target_scores(logits, self.resolve_target(logits), self.rows(), probs)
+
+    def perturbed_scores(self, total: int, build: Build, probs: bool = False) -> torch.Tensor:
+        """Target scores of ``total`` perturbed rows, forward only; ``build(a, b)`` returns rows
+        ``a..b-1`` and their image indices, so only one chunk of copies exists at a time."""
         target = self.resolve_target()
-        step = self.chunk("forward")
-        with torch.no_grad():
-            return torch.cat(
-                [
-                    target.scores(self.logits(inputs[i : i + step]), index[i : i + step])
-                    for i in range(0, inputs.shape[0], step)
-                ]
-            )
+        scores, _ = score_rows(
+            self.logits,
+            total,
+            build,
+            lambda logits, index: target_scores(logits, target, index, probs),
+            self.chunk("forward"),
+        )
+        return scores
+
+    def scores(
+        self, inputs: torch.Tensor, index: torch.Tensor, probs: bool = False
+    ) -> torch.Tensor:
+        """Target scores of the perturbed rows ``inputs`` (``index[m]``: row m's image)."""
+        return self.perturbed_scores(inputs.shape[0], lambda a, b: (inputs[a:b], index[a:b]), probs)
 
 
 class Attribution(ABC):

@@ -9,7 +9,6 @@ import torch
 
 from salience.errors import SalienceError
 from salience.methods._base import Attribution, ExplainJob
-from salience.methods._perturb import clean_scores
 from salience.methods._registry import register_method
 from salience.methods.baselines import Baseline, baseline_like, check_baseline
 from salience.methods.batching import spans
@@ -76,7 +75,7 @@ class IntegratedGradients(Attribution):
     def attribute(self, problem: ExplainJob) -> torch.Tensor:
         x, steps = problem.x, self.steps
         base = baseline_like(x, self.baseline, black=self.black, sigma=self.sigma, seed=self.seed)
-        f_x = clean_scores(problem) if self.return_error else None
+        f_x = problem.clean_scores() if self.return_error else None
         problem.resolve_target()
         alphas, weights = (
             torch.as_tensor(a, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)

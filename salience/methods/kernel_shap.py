@@ -12,7 +12,6 @@ import torch
 
 from salience.errors import SalienceError
 from salience.methods._base import Attribution, ExplainJob
-from salience.methods._perturb import chunked_scores, clean_scores
 from salience.methods._registry import register_method
 from salience.methods.baselines import Baseline, baseline_like, check_baseline
 
@@ -172,8 +171,8 @@ class KernelShap(Attribution):
             keep = torch.gather(z[a:b], 1, flat[img[a:b]]).view(b - a, 1, h, w)
             return torch.where(keep, x[img[a:b]], base[img[a:b]]), img[a:b]
 
-        full = clean_scores(problem)
-        scores = chunked_scores(problem, z.shape[0], build)
+        full = problem.clean_scores()
+        scores = problem.perturbed_scores(z.shape[0], build)
         values = self._solve(z, scores, start, full, players, [wt for _, wt in drawn])
         return torch.gather(values.to(x.dtype), 1, flat).view(n, h, w)
 

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from salience.errors import SalienceError
 from salience.methods._base import Attribution, ExplainJob
-from salience.methods._perturb import chunked_scores, clean_scores
 from salience.methods._registry import register_method
 from salience.methods.baselines import Baseline, baseline_like, check_baseline
 
@@ -80,8 +79,8 @@ class Occlusion(Attribution):
             ]
             return torch.where(inside[:, None], base[img], x[img]), img
 
-        clean = clean_scores(problem)
-        scores = chunked_scores(problem, n * positions, build)
+        clean = problem.clean_scores()
+        scores = problem.perturbed_scores(n * positions, build)
         drop = (clean[:, None] - scores.view(n, positions)).view(n, 1, ny, nx)
         # Spread each window's drop over the pixels it covers, then average per pixel.
         kernel = torch.ones(1, 1, wh, ww, device=dev, dtype=drop.dtype)

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from salience.errors import SalienceError
 from salience.methods._base import Attribution, ExplainJob
-from salience.methods._perturb import row_scores
 from salience.methods._registry import register_method
 from salience.methods.baselines import Baseline, baseline_like, check_baseline
 from salience.methods.batching import spans
@@ -116,6 +115,6 @@ class Rise(Attribution):
             )
             mask, img = smooth[row // n - first], row % n
             kept = torch.lerp(base[img], x[img], mask[:, None])
-            scores = row_scores(problem, kept, img, probs)
+            scores = problem.scores(kept, img, probs)
             saliency.index_add_(0, img, scores[:, None, None].to(x.dtype) * mask)
         return saliency / (self.masks * self.p)

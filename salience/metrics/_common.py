@@ -1,4 +1,5 @@
-"""Shared pieces of the metrics: input checks, targets, forward-only scoring, explainers, order."""
+"""Shared pieces of the metrics: input checks, targets, explainers, order; forward-only scoring
+comes from :mod:`salience.methods.scoring` (re-exported here for the metric modules)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from salience._guard import model_guard
 from salience.errors import SalienceError
 from salience.methods._base import Attribution, check_batch
-from salience.methods.batching import chunk_size, spans
+from salience.methods.scoring import class_scores, logits_of, predict, score_rows
 from salience.models.layers import module_name
-from salience.outputs import OutputSelector, select_output
+from salience.outputs import OutputSelector
 from salience.targets import ClassTarget, as_target
 
 ClassesLike = None | int | Sequence[int] | torch.Tensor
@@ -63,19 +63,6 @@ def as_masks(masks: torch.Tensor, n: int, height: int, width: int) -> torch.Tens
     return m.bool() if m.dtype == torch.bool else m > 0.5
 
 
-def logits_of(model: nn.Module, x: torch.Tensor, output: OutputSelector) -> torch.Tensor:
-    return select_output(model(x), output)
-
-
-def predict(
-    model: nn.Module, x: torch.Tensor, output: OutputSelector = None, batch_size: int | None = None
-) -> torch.Tensor:
-    """Logits ``[N, K]`` of a clean batch, forward only, in chunks."""
-    step = chunk_size(model, x, "forward", batch_size)
-    with torch.no_grad():  # not inference_mode: the classes may later index autograd ops
-        return torch.cat([logits_of(model, x[a:b], output) for a, b in spans(x.shape[0], step)])
-
-
 def resolve_classes(
     model: nn.Module,
     x: torch.Tensor,
@@ -92,11 +79,6 @@ def resolve_classes(
     return resolved.classes.to(x.device)
 
 
-def class_scores(logits: torch.Tensor, classes: torch.Tensor, softmax: bool) -> torch.Tensor:
-    values = F.softmax(logits.float(), dim=1) if softmax else logits
-    return values.gather(1, classes[:, None].to(logits.device)).squeeze(1)
-
-
 def forward_rows(
     model: nn.Module,
     count: int,
@@ -106,15 +88,16 @@ def forward_rows(
     step: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Score ``count`` perturbed rows built ``step`` at a time by ``make_rows(a, b) -> (inputs,
-    classes)``; forward only, no autograd graph. Returns target scores and predicted classes."""
-    scores, preds = [], []
-    with torch.inference_mode():
-        for a, b in spans(count, step):
-            inputs, classes = make_rows(a, b)
-            logits = logits_of(model, inputs, output)
-            scores.append(class_scores(logits, classes, softmax))
-            preds.append(logits.argmax(1))
-    return torch.cat(scores), torch.cat(preds)
+    classes)`` with :func:`~salience.methods.scoring.score_rows` under ``inference_mode``.
+    Returns target scores and predicted classes."""
+    return score_rows(
+        lambda rows: logits_of(model, rows, output),
+        count,
+        make_rows,
+        lambda logits, classes: class_scores(logits, classes, softmax),
+        step,
+        inference=True,
+    )
 
 
 def explainer(
@@ -212,6 +195,7 @@ __all__ = [
     "explainer",
     "forward_rows",
     "generator",
+    "logits_of",
     "method_name",
     "model_guard",
     "predict",
