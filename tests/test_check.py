@@ -201,6 +201,7 @@ def test_cli_writes_report_json_and_html(tmp_path: Path, scripted: Path) -> None
     assert set(report["methods"]) == {"gradient", "integrated_gradients:steps=4"}
     assert report["samples"] == 3 and len(report["images"]) == 3
     assert report["config"]["layers"] is None  # one stage per layer: conv, fc
+    assert report["settings"]["channels_last"] is False  # TorchScript keeps its format
     assert report["methods"]["gradient"]["randomization"]["layers"] == ["fc", "conv"]
     assert (out / "report.html").read_text().startswith("<!DOCTYPE html>")
     assert json.loads(result.stdout[result.stdout.index("{") :])["model"] == str(scripted)
@@ -227,7 +228,7 @@ def test_cli_reads_a_flat_folder_and_reports_user_errors(tmp_path: Path, scripte
         "--layers",
         "1",
     ]
-    ok = CliRunner().invoke(app, [*base, "--method", "gradient"])
+    ok = CliRunner().invoke(app, [*base, "--method", "gradient", "--contiguous"])
     assert ok.exit_code == 0, ok.output
     bad = CliRunner().invoke(app, [*base, "--method", "no_such_method"])
     assert bad.exit_code == 2 and "unknown method" in bad.output

@@ -14,7 +14,7 @@ from rich.text import Text
 
 from salience.cli import app
 from salience.cli._common import (
-    ChannelsLast,
+    ChannelsLastAuto,
     CompileOption,
     DataRoot,
     Device,
@@ -63,7 +63,7 @@ def check(
     ),
     weights: Weights = None,
     device: Device = "auto",
-    channels_last: ChannelsLast = False,
+    channels_last: ChannelsLastAuto = None,
     precision: PrecisionOption = PrecisionChoice.fp32,
     compile_model: CompileOption = False,
     preprocess: PreprocessSpec = None,
@@ -103,6 +103,7 @@ def check(
     loaded = load_cli_model(
         model, weights, device, preprocess, channels_last, precision, compile_model
     )
+    settings = loaded.settings.describe()  # how the model ran (channels-last by default on CPUs)
     x, paths = load_batch(data, loaded.preprocess, samples, loaded.device, root)
     specs = list(method or default_methods(loaded.module, x, loaded.cam_layer))
     out.mkdir(parents=True, exist_ok=True)
@@ -116,7 +117,7 @@ def check(
     )
 
     def save(partial: dict[str, Any]) -> None:
-        write_json(out / REPORT, {**partial, "images": paths})
+        write_json(out / REPORT, {**partial, "images": paths, "settings": settings})
 
     with task("checking", total=max(1, round(estimate.total))) as advance:
         report = run_check(
@@ -131,6 +132,7 @@ def check(
             on_method=save,
         )
     report["images"] = paths
+    report["settings"] = settings
     write_json(out / REPORT, report)
     write_check_html(report, out / PAGE)
     if log_to:
