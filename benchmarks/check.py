@@ -104,6 +104,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from salience import checking
+    from salience.allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the salience command does
     from salience.checking import CheckConfig, load_batch, run_check
     from salience.models import load_model
 

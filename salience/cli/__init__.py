@@ -70,4 +70,7 @@ for _info in app.registered_commands:
 
 
 def main() -> None:
+    from salience.allocator import keep_freed_memory
+
+    keep_freed_memory()  # the command's own process: freed tensors stay in the heap
     app()
