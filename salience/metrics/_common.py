@@ -1,5 +1,5 @@
 """Shared pieces of the metrics: input checks, targets, explainers, order; forward-only scoring
-comes from :mod:`salience.methods.scoring` (re-exported here for the metric modules)."""
+is :mod:`salience.methods.scoring`, which :func:`forward_rows` configures for the metrics."""
 
 from __future__ import annotations
 
@@ -190,15 +190,12 @@ __all__ = [
     "as_map",
     "as_masks",
     "check_batch",
-    "class_scores",
     "descending_order",
     "explainer",
     "forward_rows",
     "generator",
-    "logits_of",
     "method_name",
     "model_guard",
-    "predict",
     "ranks",
     "resolve_classes",
     "trained_maps",

@@ -19,12 +19,11 @@ from torch import nn
 from salience._guard import model_guard
 from salience.errors import SalienceError
 from salience.methods.batching import chunk_size
+from salience.methods.scoring import class_scores, logits_of
 from salience.metrics._common import (
     ClassesLike,
     check_batch,
-    class_scores,
     forward_rows,
-    logits_of,
     resolve_classes,
 )
 from salience.metrics._registry import register_metric

@@ -25,12 +25,12 @@ from torch import nn
 
 from salience._guard import model_guard
 from salience.errors import SalienceError
+from salience.methods.scoring import predict
 from salience.metrics._common import (
     ClassesLike,
     MethodLike,
     check_batch,
     explainer,
-    predict,
     resolve_classes,
     trained_maps,
 )

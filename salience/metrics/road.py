@@ -23,15 +23,14 @@ from torch import nn
 
 from salience._guard import model_guard
 from salience.errors import SalienceError
-from salience.methods.batching import chunk_size, spans
+from salience.methods.batching import chunk_size
 from salience.metrics._common import (
     ClassesLike,
     as_map,
     check_batch,
-    class_scores,
     descending_order,
+    forward_rows,
     generator,
-    logits_of,
     ranks,
     resolve_classes,
 )
@@ -88,35 +87,38 @@ def road(
     gen = generator(seed, x.device)
     counts = torch.round(fractions * h * w).long().to(x.device)
     k = counts.numel()
-    scores, correct = [], []
-    timing = {"imputation_seconds": 0.0, "forward_seconds": 0.0}
+    imputation = 0.0
+
+    def make_rows(a: int, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        nonlocal imputation
+        rows = torch.arange(a, b, device=x.device)
+        img, j = rows // k, rows % k
+        if order == "morf":
+            removed = rank[img] < counts[j, None]
+        else:
+            removed = rank[img] >= h * w - counts[j, None]
+        start = time.perf_counter()
+        eps = _row_noise(rows, x, seed) if noise > 0 else None
+        inputs = impute(x[img], removed.view(-1, h, w), noise=noise, eps=eps, tol=tol)
+        _sync(x.device)
+        imputation += time.perf_counter() - start
+        return inputs, classes[img]
+
     with model_guard(model):
         classes = resolve_classes(model, x, target, output, batch_size)
         rank = ranks(descending_order(s.flatten(1), gen))
         step = chunk_size(model, x, "forward", batch_size)
-        for a, b in spans(n * k, step):
-            rows = torch.arange(a, b, device=x.device)
-            img, j = rows // k, rows % k
-            if order == "morf":
-                removed = rank[img] < counts[j, None]
-            else:
-                removed = rank[img] >= h * w - counts[j, None]
-            t0 = time.perf_counter()
-            eps = _row_noise(rows, x, seed) if noise > 0 else None
-            inputs = impute(x[img], removed.view(-1, h, w), noise=noise, eps=eps, tol=tol)
-            _sync(x.device)
-            t1 = time.perf_counter()
-            with torch.inference_mode():
-                logits = logits_of(model, inputs, output)
-                scores.append(class_scores(logits, classes[img], softmax))
-                correct.append((logits.argmax(1) == classes[img]).double())
-            _sync(x.device)
-            timing["imputation_seconds"] += t1 - t0
-            timing["forward_seconds"] += time.perf_counter() - t1
-    curve = torch.cat(scores).view(n, k).double()
+        start = time.perf_counter()
+        scores, preds = forward_rows(model, n * k, make_rows, softmax, output, step)
+        _sync(x.device)
+        total = time.perf_counter() - start
+    image = torch.arange(n * k, device=preds.device) // k
+    correct = (preds == classes[image].to(preds.device)).double()
+    timing = {"imputation_seconds": imputation, "forward_seconds": total - imputation}
+    curve = scores.view(n, k).double()
     return MetricScores(
         curve.mean(1),
-        curves={"scores": curve, "correct": torch.cat(correct).view(n, k), "fraction": fractions},
+        curves={"scores": curve, "correct": correct.view(n, k), "fraction": fractions},
         details={"classes": classes.tolist(), **timing},
     )
 
