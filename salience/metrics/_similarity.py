@@ -11,6 +11,7 @@ scores 0. SSIM and HOG run per image on the CPU (scikit-image) on maps scaled by
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,19 +38,27 @@ def average_ranks(v: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(sorted_ranks).scatter_(1, idx, sorted_ranks)
 
 
-def spearman(a: torch.Tensor, b: torch.Tensor, absolute: bool = True) -> torch.Tensor:
-    """Spearman rank correlation per image of two ``[N, ...]`` batches, ``[N]`` float64."""
-    x, y = a.flatten(1).double(), b.flatten(1).double()
-    if absolute:
-        x, y = x.abs(), y.abs()
-    rx, ry = average_ranks(x), average_ranks(y)
-    rx = rx - rx.mean(1, keepdim=True)
-    ry = ry - ry.mean(1, keepdim=True)
-    sx, sy = rx.norm(dim=1), ry.norm(dim=1)
+Ranked = tuple[torch.Tensor, torch.Tensor]  # centred ranks [N, P] and their norms [N]
+
+
+def _ranked(v: torch.Tensor, absolute: bool) -> Ranked:
+    x = v.flatten(1).double()
+    r = average_ranks(x.abs() if absolute else x)
+    r = r - r.mean(1, keepdim=True)
+    return r, r.norm(dim=1)
+
+
+def _rho(a: Ranked, b: Ranked) -> torch.Tensor:
+    (rx, sx), (ry, sy) = a, b
     rho = (rx * ry).sum(1) / (sx * sy).clamp_min(1e-300)
     flat_x, flat_y = sx == 0, sy == 0
     rho = torch.where(flat_x & flat_y, torch.ones_like(rho), rho)
     return torch.where(flat_x ^ flat_y, torch.zeros_like(rho), rho)
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor, absolute: bool = True) -> torch.Tensor:
+    """Spearman rank correlation per image of two ``[N, ...]`` batches, ``[N]`` float64."""
+    return _rho(_ranked(a, absolute), _ranked(b, absolute))
 
 
 def _unit(m: np.ndarray) -> np.ndarray:
@@ -57,14 +66,8 @@ def _unit(m: np.ndarray) -> np.ndarray:
     return np.abs(m) / peak if peak > 0 else np.zeros_like(m)
 
 
-def _per_image(fn: Callable[[np.ndarray, np.ndarray], float]) -> Callable[..., torch.Tensor]:
-    def run(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        xa = a.detach().double().cpu().numpy()
-        xb = b.detach().double().cpu().numpy()
-        values = [fn(_unit(p), _unit(q)) for p, q in zip(xa, xb, strict=True)]
-        return torch.tensor(values, dtype=torch.float64)
-
-    return run
+def _units(maps: torch.Tensor) -> list[np.ndarray]:
+    return [_unit(m) for m in maps.detach().double().cpu().numpy()]
 
 
 def _ssim(p: np.ndarray, q: np.ndarray) -> float:
@@ -84,30 +87,55 @@ def _ssim(p: np.ndarray, q: np.ndarray) -> float:
     return float(structural_similarity(p, q, data_range=1.0, win_size=side - (1 - side % 2)))
 
 
-def _hog_features(m: np.ndarray) -> np.ndarray:
+def _hog_features(m: np.ndarray) -> torch.Tensor:
     from skimage.feature import hog
 
     cell = max(2, min(16, min(m.shape) // 2))
-    return np.asarray(hog(m, pixels_per_cell=(cell, cell), cells_per_block=(1, 1)))
+    return torch.from_numpy(
+        np.asarray(hog(m, pixels_per_cell=(cell, cell), cells_per_block=(1, 1)))
+    )
 
 
-def _hog(p: np.ndarray, q: np.ndarray) -> float:
-    fp, fq = _hog_features(p), _hog_features(q)
-    return float(spearman(torch.from_numpy(fp)[None], torch.from_numpy(fq)[None], False)[0])
+class SimilarityTo:
+    """Similarities of any number of map batches to one reference batch ``[N, ...]``; what
+    depends on the reference alone (its ranks, its HOG features, its [0, 1] scaling) is
+    computed once, so a randomization cascade pays for the reference once, not per stage."""
 
+    def __init__(self, reference: torch.Tensor) -> None:
+        self.reference = reference
+        self._parts: dict[str, Any] = {}
 
-ssim = _per_image(_ssim)
-hog_similarity = _per_image(_hog)
+    def _part(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self._parts:
+            self._parts[key] = make()
+        return self._parts[key]
+
+    def __call__(self, name: str, maps: torch.Tensor) -> torch.Tensor:
+        """Similarity ``name`` (one of :data:`SIMILARITIES`) per image, ``[N]`` float64 on the
+        CPU."""
+        if name in ("spearman_abs", "spearman"):
+            absolute = name == "spearman_abs"
+            ref = self._part(name, lambda: _ranked(self.reference, absolute))
+            return _rho(ref, _ranked(maps, absolute)).cpu()
+        if name == "ssim":
+            units = self._part("units", lambda: _units(self.reference))
+            pairs = zip(units, _units(maps), strict=True)
+            return torch.tensor([_ssim(p, q) for p, q in pairs], dtype=torch.float64)
+        if name == "hog":
+            units = self._part("units", lambda: _units(self.reference))
+            ref = self._part("hog", lambda: [_hog_features(p)[None] for p in units])
+            pairs = zip(ref, _units(maps), strict=True)
+            values = [float(spearman(f, _hog_features(q)[None], False)[0]) for f, q in pairs]
+            return torch.tensor(values, dtype=torch.float64)
+        known = ", ".join(SIMILARITIES)
+        raise SalienceError(f"unknown similarity {name!r}; choose one of {known}")
 
 
 def similarity(name: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Similarity ``name`` (one of :data:`SIMILARITIES`) per image, ``[N]`` float64 on the CPU."""
-    if name == "spearman_abs":
-        return spearman(a, b, True).cpu()
-    if name == "spearman":
-        return spearman(a, b, False).cpu()
-    if name == "ssim":
-        return ssim(a, b)
-    if name == "hog":
-        return hog_similarity(a, b)
-    raise SalienceError(f"unknown similarity {name!r}; choose one of {', '.join(SIMILARITIES)}")
+    return SimilarityTo(a)(name, b)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SSIM per image of two ``[N, H, W]`` batches scaled to [0, 1] by max |map|."""
+    return SimilarityTo(a)("ssim", b)

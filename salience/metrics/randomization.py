@@ -44,7 +44,7 @@ from salience.metrics._layers import (
 )
 from salience.metrics._registry import register_metric, seeded
 from salience.metrics._result import MetricScores
-from salience.metrics._similarity import SIMILARITIES
+from salience.metrics._similarity import SIMILARITIES, SimilarityTo
 from salience.metrics._similarity import similarity as similarity_of
 from salience.outputs import OutputSelector
 
@@ -99,6 +99,7 @@ def model_randomization(
         original = trained_maps(model, x, classes, explain, saliency, seed)
     stages = groups(list(reversed(parameter_layers(work, x))), layers)
     curves: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    to_original = SimilarityTo(original)
     for k, stage in enumerate(stages):
         modules = [m for _, m in stage]
         saved = snapshot(modules) if order == "independent" else []
@@ -108,7 +109,7 @@ def model_randomization(
         with seeded(seed + k + 1):
             maps = explain(work, x, classes)
         for n in names:
-            curves[n].append(similarity_of(n, original, maps))
+            curves[n].append(to_original(n, maps))
         if order == "independent":
             restore(modules, saved)
     per_stage = {n: torch.stack(v, dim=1) for n, v in curves.items()}
