@@ -25,20 +25,18 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Iterator
 from itertools import pairwise
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck
-from zennit.canonizers import Canonizer, MergeBatchNorm, NamedMergeBatchNorm
-from zennit.core import Composite, RemovableHandleList
-from zennit.rules import Pass
-from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
-from zennit.types import BatchNorm, ConvolutionTranspose, Linear
 
 from salience.errors import UnsupportedModelError
 from salience.methods._base import Attribution, ExplainJob
 from salience.methods.batching import spans
+
+if TYPE_CHECKING:  # zennit (and torchvision's model zoo) are imported when LRP runs
+    from zennit.canonizers import Canonizer
+    from zennit.core import Composite
 
 _MAX_NAMED = 3
 
@@ -73,6 +71,9 @@ class LrpMethod(Attribution):
         )
 
     def _relevance(self, problem: ExplainJob, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        from zennit.canonizers import MergeBatchNorm
+        from zennit.core import RemovableHandleList
+
         model = problem.model
         composite = self.composite(x)
         applied = RemovableHandleList()
@@ -95,6 +96,9 @@ class LrpMethod(Attribution):
 
 def canonizers_for(model: nn.Module) -> list[Canonizer]:
     """Batch-norm merges for ``model``, plus zennit's block canonizers for torchvision ResNets."""
+    from zennit.canonizers import NamedMergeBatchNorm
+    from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
+
     found: list[Canonizer] = [NamedMergeBatchNorm(merge_pairs(model))]
     if any(_is_resnet_block(m) for m in model.modules()):
         found += [ResNetBasicBlockCanonizer(), ResNetBottleneckCanonizer()]
@@ -102,6 +106,8 @@ def canonizers_for(model: nn.Module) -> list[Canonizer]:
 
 
 def _is_resnet_block(module: nn.Module) -> bool:
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
     return isinstance(module, BasicBlock | Bottleneck)
 
 
@@ -117,6 +123,8 @@ def merge_pairs(model: nn.Module) -> list[tuple[tuple[str], str]]:
 
 def _follows(prev: nn.Module, module: nn.Module) -> bool:
     """A batch norm after a linear layer of its width (another width normalises something else)."""
+    from zennit.types import BatchNorm, Linear
+
     return (
         isinstance(prev, Linear)
         and isinstance(module, BatchNorm)
@@ -126,6 +134,8 @@ def _follows(prev: nn.Module, module: nn.Module) -> bool:
 
 def _layers(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Module]]:
     """Leaf modules in registration order; a linear layer with children counts as one leaf."""
+    from zennit.types import Linear
+
     children = list(module.named_children())
     if not children or isinstance(module, Linear):
         yield prefix, module
@@ -135,6 +145,8 @@ def _layers(module: nn.Module, prefix: str = "") -> Iterator[tuple[str, nn.Modul
 
 
 def _channels(layer: nn.Module) -> int:
+    from zennit.types import ConvolutionTranspose
+
     weight = cast(torch.Tensor, layer.weight)
     if isinstance(layer, ConvolutionTranspose):
         return int(weight.shape[1]) * int(getattr(layer, "groups", 1))
@@ -154,6 +166,8 @@ def _check_mergeable(name: str, bn: nn.Module) -> None:
 
 def refuse_uncovered(model: nn.Module, composite: Composite, merged: set[int], method: str) -> None:
     """Raise naming the modules whose own parameters no rule of ``composite`` accounts for."""
+    from zennit.rules import Pass
+
     ctx: dict[object, object] = {}
     uncovered = []
     for name, module in model.named_modules():

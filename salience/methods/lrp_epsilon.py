@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from zennit.composites import LayerMapComposite, layer_map_base
-from zennit.core import Composite
-from zennit.rules import Epsilon
-from zennit.types import Linear
 
 from salience.methods._lrp import LrpMethod
 from salience.methods._registry import register_method
+
+if TYPE_CHECKING:
+    from zennit.core import Composite
 
 
 @register_method
@@ -24,6 +25,10 @@ class LrpEpsilon(LrpMethod):
     name = "lrp_epsilon"
 
     def composite(self, x: torch.Tensor) -> Composite:
+        from zennit.composites import LayerMapComposite, layer_map_base
+        from zennit.rules import Epsilon
+        from zennit.types import Linear
+
         return LayerMapComposite(
             layer_map=[*layer_map_base(self.epsilon), (Linear, Epsilon(epsilon=self.epsilon))]
         )

@@ -4,14 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
-from zennit.composites import EpsilonGammaBox
-from zennit.core import Composite
 
 from salience.errors import SalienceError
 from salience.methods._lrp import LrpMethod
 from salience.methods._registry import register_method
+
+if TYPE_CHECKING:
+    from zennit.core import Composite
 
 Bound = float | Sequence[float] | None
 
@@ -41,6 +43,8 @@ class LrpEpsilonGammaBox(LrpMethod):
         self.gamma, self.low, self.high = gamma, low, high
 
     def composite(self, x: torch.Tensor) -> Composite:
+        from zennit.composites import EpsilonGammaBox
+
         low = _bound(self.low, x, "low") if self.low is not None else x.amin((2, 3), keepdim=True)
         high = (
             _bound(self.high, x, "high") if self.high is not None else x.amax((2, 3), keepdim=True)

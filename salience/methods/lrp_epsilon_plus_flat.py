@@ -3,12 +3,15 @@ IJCNN, arXiv:1910.09840), zennit's ``EpsilonPlusFlat``."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from zennit.composites import EpsilonPlusFlat
-from zennit.core import Composite
 
 from salience.methods._lrp import LrpMethod
 from salience.methods._registry import register_method
+
+if TYPE_CHECKING:
+    from zennit.core import Composite
 
 
 @register_method
@@ -19,4 +22,6 @@ class LrpEpsilonPlusFlat(LrpMethod):
     name = "lrp_epsilon_plus_flat"
 
     def composite(self, x: torch.Tensor) -> Composite:
+        from zennit.composites import EpsilonPlusFlat
+
         return EpsilonPlusFlat(epsilon=self.epsilon)
