@@ -332,3 +332,26 @@ def test_the_maps_are_explained_once_for_randomization_and_sensitivity() -> None
         reused = metric(model, x, method, 0, saliency=maps, **kw)
         assert len(calls) == again - 1  # the trained model's maps are not explained again
         assert torch.allclose(fresh.scores, reused.scores) and bool(fresh.scores.isfinite().all())
+
+
+def test_the_estimate_scales_one_image_timings_by_the_batch_speed_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import salience.check.run as check_run
+
+    x = torch.rand(4, 3, 16, 16)
+    monkeypatch.setattr(check_run, "warm_up", lambda *a, **k: 0.5)  # seconds for one image
+
+    def estimate(per_image_in_batch: float) -> dict[tuple[str, str], float]:
+        def forward(_model: nn.Module, rows: torch.Tensor) -> float:
+            return 0.1 if rows.shape[0] == 1 else per_image_in_batch * rows.shape[0]
+
+        monkeypatch.setattr(check_run, "_forward_seconds", forward)
+        return check_run.estimate_check(Spot(), x, ["gradient"], FAST).seconds
+
+    alone, batched = estimate(0.1), estimate(0.025)  # batching: 4x faster per image
+    assert set(alone) == set(batched) and ("gradient", "explain") in alone
+    assert alone[("gradient", "explain")] == pytest.approx(0.5 * 4)
+    for key, seconds in alone.items():
+        assert batched[key] == pytest.approx(seconds / 4)
+    assert estimate(0.5) == pytest.approx(alone)  # never scaled up
