@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.browser_helpers import chromium_page, csp_violations, serve
+from helpers.browser_helpers import chromium_page, csp_violations, drawn, serve
 from helpers.explorer_runs import make_runs
 
 from salience.server import create_app
@@ -98,7 +98,7 @@ def test_drill_down_from_a_cell_to_every_methods_map(
     for canvas in ("#topk-chart", "#region-chart"):
         page.wait_for_function(CHARTED, arg=canvas)
     page.set_viewport_size({"width": 1440, "height": 1700})  # the whole dialog in view
-    page.wait_for_timeout(300)  # charts finish drawing
+    drawn(page, "[data-testid=sample-detail]")
     page.locator("[data-testid=sample-detail]").screenshot(path=str(out_dir / "3-detail.png"))
     page.set_viewport_size({"width": 1440, "height": 1000})
     assert "sample=" in page.url
@@ -151,12 +151,10 @@ def test_two_runs_side_by_side(
     b = b.loc[a.index]
     changed = int(((a.correct != b.correct) | (~a.correct & (a.pred != b.pred))).sum())
     page.goto(server + "#/compare?run=v1&method=gradcam")
-    page.wait_for_selector("[data-testid=flip-card]")
-    page.wait_for_selector("#per-class-chart")
     page.wait_for_selector("[data-testid=map-comparison] .kpi")
     page.wait_for_function(CHARTED, arg="#per-class-chart")
-    page.wait_for_timeout(300)  # the flips arrive after the chart: it must survive them
-    assert page.evaluate(CHARTED, "#per-class-chart")
+    page.wait_for_selector("[data-testid=flip-count]")  # the flips have arrived too
+    assert page.evaluate(CHARTED, "#per-class-chart")  # and the chart survived them
     assert int(page.locator("[data-testid=flip-count]").inner_text().split()[0]) == changed
     overlays_loaded(page, "[data-testid=flip-card]")
     page.screenshot(path=str(out_dir / "1-compare.png"), full_page=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.browser_helpers import chromium_page, csp_violations, serve
+from helpers.browser_helpers import chromium_page, csp_violations, drawn, serve
 from helpers.live_runs import figure_run, model_file
 
 from salience.models import load_model
@@ -89,7 +89,7 @@ def test_true_class_and_picked_class_maps_live(
             in page.locator("[data-testid=sample-detail] [data-testid=stat-legend]").inner_text()
         )
         page.set_viewport_size({"width": 1440, "height": 1900})
-        page.wait_for_timeout(300)
+        drawn(page, "[data-testid=sample-detail]")
         page.locator("[data-testid=sample-detail]").screenshot(
             path=str(out_dir / "live-detail.png")
         )
@@ -109,5 +109,5 @@ def test_without_a_model_the_detail_says_what_it_needs(
         loaded(page, ".big img.ov")
         assert "smooth=true" in (page.locator(".big img.ov").get_attribute("src") or "")
         page.set_viewport_size({"width": 1440, "height": 1900})
-        page.wait_for_timeout(300)
+        drawn(page, "[data-testid=sample-detail]")
         page.locator("[data-testid=sample-detail]").screenshot(path=str(out_dir / "no-model.png"))

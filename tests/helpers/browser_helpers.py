@@ -33,6 +33,17 @@ window.__csp = [];
 document.addEventListener("securitypolicyviolation", (e) =>
   window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
 """
+# Every picture under a scope has loaded, and every chart there has its box's current size.
+DRAWN = """scope => {
+  const all = (sel) => [...document.querySelectorAll(`${scope} ${sel}`)];
+  const fits = (c) => {
+    const chart = window.Chart && Chart.getChart(c);
+    const box = c.parentElement;
+    return !!chart && Math.abs(chart.width - box.clientWidth) < 1
+      && Math.abs(chart.height - box.clientHeight) < 1;
+  };
+  return all("img").every((i) => i.complete && i.naturalWidth > 0) && all("canvas").every(fits);
+}"""
 
 
 @contextmanager
@@ -81,6 +92,13 @@ def chromium_page() -> Iterator[Any]:
             yield pg
         finally:
             browser.close()
+
+
+def drawn(pg: Any, scope: str) -> None:
+    """Wait until ``scope`` is drawn at the current viewport size: every picture in it has
+    loaded (lazy ones are asked for at once) and every chart has been fitted to its box."""
+    pg.eval_on_selector_all(f"{scope} img", "els => els.forEach(e => { e.loading = 'eager'; })")
+    pg.wait_for_function(DRAWN, arg=scope)
 
 
 def csp_violations(pg: Any) -> list[str]:
