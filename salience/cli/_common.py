@@ -237,14 +237,6 @@ def _internal(exc: Exception) -> NoReturn:
     raise typer.Exit(1) from None
 
 
-def write_json(path: Path, payload: Any) -> None:
-    """Write ``payload`` as indented JSON, atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
-    tmp.replace(path)
-
-
 def print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
 

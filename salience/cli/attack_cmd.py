@@ -25,8 +25,8 @@ from salience.cli._common import (
     progress,
     styled,
     user_errors,
-    write_json,
 )
+from salience.store.layout import write_json
 
 DEFAULT_METHODS = ("gradient", "gradcam", "integrated_gradients")
 

@@ -31,8 +31,8 @@ from salience.cli._common import (
     styled,
     task,
     user_errors,
-    write_json,
 )
+from salience.store.layout import write_json
 
 
 @app.command()

@@ -15,9 +15,8 @@ from salience.cli._common import (
     print_json,
     styled,
     user_errors,
-    write_json,
 )
-from salience.store.layout import COMPARE
+from salience.store.layout import COMPARE, write_json
 
 
 @app.command()

@@ -21,9 +21,9 @@ from salience.cli._common import (
     print_json,
     progress,
     user_errors,
-    write_json,
 )
 from salience.errors import SalienceError
+from salience.store.layout import write_json
 
 DEFAULT_METHODS = ("gradcam", "integrated_gradients", "occlusion")
 KIND_HELP = "precision, compile, int8, pruned or fewer (steps, samples, masks)"

@@ -22,8 +22,8 @@ from salience.cli._common import (
     print_json,
     styled,
     user_errors,
-    write_json,
 )
+from salience.store.layout import write_json
 
 
 @app.command()

@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from salience.cli import app
-from salience.cli._common import console, err_console, print_json, styled, user_errors, write_json
+from salience.cli._common import console, err_console, print_json, styled, user_errors
+from salience.store.layout import write_json
 
 
 @app.command()

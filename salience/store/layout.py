@@ -124,6 +124,7 @@ def write_bytes(path: Path, data: bytes) -> Stamp:
 
 
 def write_json(path: Path, payload: Any) -> Stamp:
+    """Write ``payload`` as indented JSON (non-JSON values as ``str``), atomically."""
     return write_bytes(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
 
 
