@@ -2,8 +2,8 @@
 (a confusion-matrix cell links to its images, shown by the CSS ``:target`` rule).
 
 Every string from the run (class, file, method, region and run names, reasons) goes through
-``html.escape``, and the page's Content-Security-Policy allows no script at all and images only
-as data URIs, so markup in the data can neither run nor load anything."""
+:func:`salience.htmlsafe.escape`, and the page's Content-Security-Policy allows no script at
+all and images only as data URIs, so markup in the data can neither run nor load anything."""
 
 from __future__ import annotations
 

@@ -8,7 +8,6 @@ reach this loopback server: run ``salience serve`` there and forward its port in
 
 from __future__ import annotations
 
-import html
 import os
 import socket
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 import uvicorn
 
 from salience.errors import SalienceError
+from salience.htmlsafe import escape
 from salience.server.app import create_app
 from salience.server.run_cache import RunRegistry
 from salience.server.warm import warm
@@ -70,7 +70,7 @@ class Explorer:
         self.stop()
 
     def _repr_html_(self) -> str:
-        src = html.escape(self.url, quote=True)
+        src = escape(self.url)
         return (
             f'<iframe src="{src}" width="100%" height="{int(self.height)}" '
             'frameborder="0" title="salience explorer"></iframe>'
