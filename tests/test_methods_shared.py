@@ -253,7 +253,7 @@ class _Failing(Sharing):
     passes = "1 fwd+bwd"
     needs_input_grad = True
 
-    def finish(self, chunk: Chunk, problem: ExplainJob, layer: CamLayer | None) -> torch.Tensor:
+    def finish(self, chunk: Chunk, job: ExplainJob, layer: CamLayer | None) -> torch.Tensor:
         raise ValueError("finish failed")
 
 

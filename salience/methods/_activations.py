@@ -136,21 +136,21 @@ class ReluOverride(ReluLikeMode):
 
 
 def rectified_gradient(
-    problem: ExplainJob, inputs: torch.Tensor, index: torch.Tensor, rule: Rule, method: str
+    job: ExplainJob, inputs: torch.Tensor, index: torch.Tensor, rule: Rule, method: str
 ) -> torch.Tensor:
     """Input gradient of each row's target score with the model's ReLUs following ``rule``."""
     inp = inputs.detach().requires_grad_(True)
     override = ReluOverride(rule)
     with torch.enable_grad():
         with override:
-            logits = problem.logits(inp)
+            logits = job.logits(inp)
         if override.calls == 0:
             raise UnsupportedModelError(
                 f"{method} needs ReLU activations (torch.relu, F.relu, nn.ReLU, nn.ReLU6, "
                 "hardtanh(0, x)) called from Python; this model has none (e.g. it uses GELU or "
                 "is scripted): choose gradient or integrated_gradients instead"
             )
-        scores = problem.target_scores(logits, index, clean=True)
+        scores = job.target_scores(logits, index, clean=True)
         (grad,) = torch.autograd.grad(scores.sum(), inp)
     return grad
 
@@ -163,11 +163,11 @@ class RectifiedGradient(Attribution):
     passes = "1 fwd+bwd"
     rule: ClassVar[Rule]
 
-    def attribute(self, problem: ExplainJob) -> torch.Tensor:
-        index = problem.rows()
+    def attribute(self, job: ExplainJob) -> torch.Tensor:
+        index = job.rows()
         return torch.cat(
             [
-                rectified_gradient(problem, problem.x[a:b], index[a:b], self.rule, self.name)
-                for a, b in spans(problem.n, problem.chunk("backward"))
+                rectified_gradient(job, job.x[a:b], index[a:b], self.rule, self.name)
+                for a, b in spans(job.n, job.chunk("backward"))
             ]
         )

@@ -44,31 +44,31 @@ class AttentionMethod(Attribution):
             return f"{cls.name} needs a transformer with attention blocks; this model has none"
         return None
 
-    def attribute(self, problem: ExplainJob) -> torch.Tensor:
-        blocks = require_attention(problem.model, self.name)
-        index = problem.rows()
+    def attribute(self, job: ExplainJob) -> torch.Tensor:
+        blocks = require_attention(job.model, self.name)
+        index = job.rows()
         kind: Kind = "backward" if self.needs_grad else "forward"
         return torch.cat(
             [
-                self._maps(problem, blocks, problem.x[a:b], index[a:b])
-                for a, b in spans(problem.n, problem.chunk(kind))
+                self._maps(job, blocks, job.x[a:b], index[a:b])
+                for a, b in spans(job.n, job.chunk(kind))
             ]
         )
 
     def _maps(
-        self, problem: ExplainJob, blocks: AttentionBlocks, x: torch.Tensor, index: torch.Tensor
+        self, job: ExplainJob, blocks: AttentionBlocks, x: torch.Tensor, index: torch.Tensor
     ) -> torch.Tensor:
         inp = x.detach().requires_grad_(self.needs_grad)
         with recorded_attention(blocks) as store, torch.set_grad_enabled(self.needs_grad):
-            logits = problem.logits(inp)
-            scores = problem.target_scores(logits, index, clean=True)  # also checks the target
+            logits = job.logits(inp)
+            scores = job.target_scores(logits, index, clean=True)  # also checks the target
             grads = (
                 torch.autograd.grad(scores.sum(), [a.node for a in store])
                 if self.needs_grad
                 else None
             )
         n, (height, width) = x.shape[0], x.shape[-2:]
-        prefix = token_prefix_of(problem.model, store, n, height, width, self.name)
+        prefix = token_prefix_of(job.model, store, n, height, width, self.name)
         attn = [a.heads for a in store]
         grad = (
             None if grads is None else [a.grad_heads(g) for a, g in zip(store, grads, strict=True)]

@@ -127,8 +127,8 @@ class Attribution(ABC):
         self.batch_size = batch_size
 
     @abstractmethod
-    def attribute(self, problem: ExplainJob) -> torch.Tensor:
-        """Compute the raw attribution for ``problem.x`` (see the class docstring for shapes)."""
+    def attribute(self, job: ExplainJob) -> torch.Tensor:
+        """Compute the raw attribution for ``job.x`` (see the class docstring for shapes)."""
 
     def explain(
         self,
@@ -145,11 +145,9 @@ class Attribution(ABC):
             raise SalienceError(
                 f"unknown reduce {reduce!r}; choose one of: {', '.join(REDUCTIONS)}"
             )
-        problem = ExplainJob(
-            model, x.detach(), as_target(target, x.shape[0]), output, self.batch_size
-        )
+        job = ExplainJob(model, x.detach(), as_target(target, x.shape[0]), output, self.batch_size)
         with model_guard(model):
-            raw = self.attribute(problem)
+            raw = self.attribute(job)
         return format_map(raw, x, reduce)
 
     def params(self) -> dict[str, Any]:

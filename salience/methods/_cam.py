@@ -41,12 +41,12 @@ class CamMethod(Sharing):
         self.layer = layer
         self.relu = relu
 
-    def capture_layer(self, problem: ExplainJob) -> CamLayer | None:
-        return resolve_layer(problem.model, self.layer, problem.x)
+    def capture_layer(self, job: ExplainJob) -> CamLayer | None:
+        return resolve_layer(job.model, self.layer, job.x)
 
-    def finish(self, chunk: Chunk, problem: ExplainJob, layer: CamLayer | None) -> torch.Tensor:
+    def finish(self, chunk: Chunk, job: ExplainJob, layer: CamLayer | None) -> torch.Tensor:
         assert layer is not None
-        return self.cam(chunk.layers[layer], problem, layer, chunk.index)
+        return self.cam(chunk.layers[layer], job, layer, chunk.index)
 
     def combine(self, parts: list[torch.Tensor]) -> torch.Tensor:
         cam = torch.cat(parts)
@@ -54,6 +54,6 @@ class CamMethod(Sharing):
 
     @abstractmethod
     def cam(
-        self, cap: Captured, problem: ExplainJob, layer: CamLayer, index: torch.Tensor
+        self, cap: Captured, job: ExplainJob, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
         """The map ``[n, h, w]`` for one chunk of images."""

@@ -56,25 +56,25 @@ class LrpMethod(Attribution):
     def composite(self, x: torch.Tensor) -> Composite:
         """zennit's composite (rules only, no canonizers) for the chunk ``x``."""
 
-    def attribute(self, problem: ExplainJob) -> torch.Tensor:
-        if isinstance(problem.model, torch.jit.ScriptModule):
+    def attribute(self, job: ExplainJob) -> torch.Tensor:
+        if isinstance(job.model, torch.jit.ScriptModule):
             raise UnsupportedModelError(
                 f"{self.name} needs module hooks, which TorchScript models do not have; "
                 "load the model as Python code, or choose gradient or integrated_gradients"
             )
-        index = problem.rows()
+        index = job.rows()
         return torch.cat(
             [
-                self._relevance(problem, problem.x[a:b], index[a:b])
-                for a, b in spans(problem.n, problem.chunk("backward"))
+                self._relevance(job, job.x[a:b], index[a:b])
+                for a, b in spans(job.n, job.chunk("backward"))
             ]
         )
 
-    def _relevance(self, problem: ExplainJob, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def _relevance(self, job: ExplainJob, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         from zennit.canonizers import MergeBatchNorm
         from zennit.core import RemovableHandleList
 
-        model = problem.model
+        model = job.model
         composite = self.composite(x)
         applied = RemovableHandleList()
         try:
@@ -85,7 +85,7 @@ class LrpMethod(Attribution):
             refuse_uncovered(model, composite, merged, self.name)
             inp = x.detach().requires_grad_(True)
             with torch.enable_grad():
-                scores = problem.target_scores(problem.logits(inp), index, clean=True)
+                scores = job.target_scores(job.logits(inp), index, clean=True)
                 (relevance,) = torch.autograd.grad(scores, inp, grad_outputs=scores.detach())
         finally:
             composite.remove()

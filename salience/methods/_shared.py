@@ -72,7 +72,7 @@ class Sharing(Attribution):
     needs_grad: ClassVar[bool] = True  # a backward pass (else forward only)
     needs_input_grad: ClassVar[bool] = False
 
-    def capture_layer(self, problem: ExplainJob) -> CamLayer | None:
+    def capture_layer(self, job: ExplainJob) -> CamLayer | None:
         """The layer whose activations (and gradients) this method needs, if any."""
         return None
 
@@ -81,35 +81,35 @@ class Sharing(Attribution):
         return (self.needs_grad, self.batch_size)
 
     @abstractmethod
-    def finish(self, chunk: Chunk, problem: ExplainJob, layer: CamLayer | None) -> torch.Tensor:
+    def finish(self, chunk: Chunk, job: ExplainJob, layer: CamLayer | None) -> torch.Tensor:
         """This method's attribution for one chunk of the batch."""
 
     def combine(self, parts: list[torch.Tensor]) -> torch.Tensor:
         """The attribution of the whole batch from the chunks'."""
         return torch.cat(parts)
 
-    def attribute(self, problem: ExplainJob) -> torch.Tensor:
-        return run_shared([self], problem)[0]
+    def attribute(self, job: ExplainJob) -> torch.Tensor:
+        return run_shared([self], job)[0]
 
 
-def run_shared(methods: Sequence[Sharing], problem: ExplainJob) -> list[torch.Tensor]:
+def run_shared(methods: Sequence[Sharing], job: ExplainJob) -> list[torch.Tensor]:
     """The attributions of ``methods`` (with one :meth:`~Sharing.shares` key) from one pass."""
     grad = methods[0].needs_grad
-    layers = [m.capture_layer(problem) for m in methods]
+    layers = [m.capture_layer(job) for m in methods]
     wanted = list(dict.fromkeys(layer for layer in layers if layer is not None))
     input_grad = any(m.needs_input_grad for m in methods)
-    index = problem.rows()
+    index = job.rows()
     kind: Kind = "backward" if grad else "forward"
     parts: list[list[torch.Tensor]] = [[] for _ in methods]
-    for a, b in spans(problem.n, problem.chunk(kind)):
-        chunk = clean_pass(problem, a, b, index[a:b], wanted, grad=grad, input_grad=input_grad)
+    for a, b in spans(job.n, job.chunk(kind)):
+        chunk = clean_pass(job, a, b, index[a:b], wanted, grad=grad, input_grad=input_grad)
         for part, method, layer in zip(parts, methods, layers, strict=True):
-            part.append(method.finish(chunk, problem, layer))
+            part.append(method.finish(chunk, job, layer))
     return [m.combine(part) for m, part in zip(methods, parts, strict=True)]
 
 
 def clean_pass(
-    problem: ExplainJob,
+    job: ExplainJob,
     a: int,
     b: int,
     index: torch.Tensor,
@@ -120,7 +120,7 @@ def clean_pass(
 ) -> Chunk:
     """Rows ``a:b`` forward with ``layers`` recorded; with ``grad``, d(score)/d(each layer's
     output) and, with ``input_grad``, d(score)/d(input), all in one backward."""
-    x = problem.x[a:b]
+    x = job.x[a:b]
     inputs = x.detach().requires_grad_(True) if input_grad else x
     store: dict[CamLayer, torch.Tensor] = {}
 
@@ -135,9 +135,9 @@ def clean_pass(
     with Hooks() as hooks, torch.set_grad_enabled(grad):
         for layer in layers:
             hooks.add(layer.module.register_forward_hook(recorder(layer)))
-        logits = problem.logits(inputs)
+        logits = job.logits(inputs)
         hooks.remove()
-        scores = problem.target_scores(logits, index, clean=True)
+        scores = job.target_scores(logits, index, clean=True)
         outs = [store[layer] for layer in layers]
         found = _gradients(scores, inputs if input_grad else None, outs, layers) if grad else None
     input_gradient, layer_grads = found if found is not None else (None, [None] * len(layers))
@@ -224,13 +224,13 @@ def explain_many(
     with model_guard(model):
         for group in share_groups(named, share):
             first = next(iter(group.values()))
-            problem = ExplainJob(
+            job = ExplainJob(
                 model, x.detach(), as_target(target, x.shape[0]), output, first.batch_size
             )
             if len(group) == 1:
-                raw[next(iter(group))] = first.attribute(problem)
+                raw[next(iter(group))] = first.attribute(job)
             else:
-                found = run_shared([m for m in group.values() if isinstance(m, Sharing)], problem)
+                found = run_shared([m for m in group.values() if isinstance(m, Sharing)], job)
                 raw.update(zip(group, found, strict=True))
     return {name: format_map(raw[name], x, reduce) for name in named}
 

@@ -35,9 +35,9 @@ class AblationCam(CamMethod):
     needs_grad = False
 
     def cam(
-        self, cap: Captured, problem: ExplainJob, layer: CamLayer, index: torch.Tensor
+        self, cap: Captured, job: ExplainJob, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
-        problem.resolve_target()
+        job.resolve_target()
         acts = cap.acts
         n, k = acts.shape[:2]
         if layer.prefix_tokens is None:
@@ -48,22 +48,22 @@ class AblationCam(CamMethod):
         shared = True
         for i in range(n):
             channels = live[i].nonzero().squeeze(1)
-            for a, b in spans(channels.numel(), problem.chunk("forward")):
-                image, ids = problem.x[index[i]][None], channels[a:b]
+            for a, b in spans(channels.numel(), job.chunk("forward")):
+                image, ids = job.x[index[i]][None], channels[a:b]
                 if shared:
                     try:
-                        ablated[i, ids] = _ablate(problem, layer, image, ids, index[i], True)
+                        ablated[i, ids] = _ablate(job, layer, image, ids, index[i], True)
                         continue
                     except (RuntimeError, _NotShareable):
                         shared = False
-                ablated[i, ids] = _ablate(problem, layer, image, ids, index[i], False)
+                ablated[i, ids] = _ablate(job, layer, image, ids, index[i], False)
         y = cap.scores[:, None]
         weights = (y - ablated) / y
         return (weights[:, :, None, None] * acts).sum(1)
 
 
 def _ablate(
-    problem: ExplainJob,
+    job: ExplainJob,
     layer: CamLayer,
     image: torch.Tensor,
     channels: torch.Tensor,
@@ -85,7 +85,7 @@ def _ablate(
     inputs = image if shared else image.expand(m, -1, -1, -1)
     with Hooks() as hooks, torch.no_grad():
         hooks.add(layer.module.register_forward_hook(hook))
-        logits = problem.logits(inputs)
+        logits = job.logits(inputs)
     if shared and logits.shape[0] != m:
         raise _NotShareable
-    return problem.resolve_target().scores(logits, index.expand(m))
+    return job.resolve_target().scores(logits, index.expand(m))

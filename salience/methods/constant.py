@@ -28,12 +28,12 @@ class Constant(Attribution):
         super().__init__(batch_size=batch_size)
         self.value = value
 
-    def attribute(self, problem: ExplainJob) -> torch.Tensor:
+    def attribute(self, job: ExplainJob) -> torch.Tensor:
         if isinstance(self.value, bool) or not isinstance(self.value, (int, float)):
             raise SalienceError(f"value must be a number, got {self.value!r}")
         if not math.isfinite(self.value):
             raise SalienceError(f"value must be finite, got {self.value}")
-        x = problem.x
+        x = job.x
         return torch.full(
             (x.shape[0], *x.shape[2:]), float(self.value), device=x.device, dtype=x.dtype
         )

@@ -27,7 +27,7 @@ class EigenCam(CamMethod):
     needs_grad = False
 
     def cam(
-        self, cap: Captured, problem: ExplainJob, layer: CamLayer, index: torch.Tensor
+        self, cap: Captured, job: ExplainJob, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
         n, _, h, w = cap.acts.shape
         acts = cap.acts.to(torch.promote_types(cap.acts.dtype, torch.float32))  # SVD: no fp16

@@ -17,7 +17,7 @@ class GradCam(CamMethod):
     name = "gradcam"
 
     def cam(
-        self, cap: Captured, problem: ExplainJob, layer: CamLayer, index: torch.Tensor
+        self, cap: Captured, job: ExplainJob, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
         assert cap.grads is not None
         weights = cap.grads.mean(dim=(2, 3), keepdim=True)

@@ -23,7 +23,7 @@ class GradCamPlusPlus(CamMethod):
     name = "gradcam_pp"
 
     def cam(
-        self, cap: Captured, problem: ExplainJob, layer: CamLayer, index: torch.Tensor
+        self, cap: Captured, job: ExplainJob, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
         assert cap.grads is not None
         g, acts = cap.grads, cap.acts

@@ -20,6 +20,6 @@ class Gradient(Sharing):
     passes = "1 fwd+bwd"
     needs_input_grad = True
 
-    def finish(self, chunk: Chunk, problem: ExplainJob, layer: CamLayer | None) -> torch.Tensor:
+    def finish(self, chunk: Chunk, job: ExplainJob, layer: CamLayer | None) -> torch.Tensor:
         assert chunk.input_grad is not None
         return chunk.input_grad

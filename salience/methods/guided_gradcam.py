@@ -30,9 +30,9 @@ class GuidedGradCam(Attribution):
         super().__init__(batch_size=batch_size)
         self.layer = layer
 
-    def attribute(self, problem: ExplainJob) -> torch.Tensor:
-        problem.resolve_target()
-        guided = GuidedBackprop().attribute(problem)
-        cam = GradCam(layer=self.layer).attribute(problem).unsqueeze(1)
+    def attribute(self, job: ExplainJob) -> torch.Tensor:
+        job.resolve_target()
+        guided = GuidedBackprop().attribute(job)
+        cam = GradCam(layer=self.layer).attribute(job).unsqueeze(1)
         cam = F.interpolate(cam, size=guided.shape[-2:], mode="bilinear", align_corners=False)
         return guided * cam

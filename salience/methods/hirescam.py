@@ -22,7 +22,7 @@ class HiResCam(CamMethod):
     name = "hirescam"
 
     def cam(
-        self, cap: Captured, problem: ExplainJob, layer: CamLayer, index: torch.Tensor
+        self, cap: Captured, job: ExplainJob, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
         assert cap.grads is not None
         return (cap.grads * cap.acts).sum(1)

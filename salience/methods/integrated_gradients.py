@@ -72,27 +72,27 @@ class IntegratedGradients(Attribution):
         self.last_score_delta: torch.Tensor | None = None
         self.last_completeness_error: torch.Tensor | None = None
 
-    def attribute(self, problem: ExplainJob) -> torch.Tensor:
-        x, steps = problem.x, self.steps
+    def attribute(self, job: ExplainJob) -> torch.Tensor:
+        x, steps = job.x, self.steps
         base = baseline_like(x, self.baseline, black=self.black, sigma=self.sigma, seed=self.seed)
-        f_x = problem.clean_scores() if self.return_error else None
-        problem.resolve_target()
+        f_x = job.clean_scores() if self.return_error else None
+        job.resolve_target()
         alphas, weights = (
             torch.as_tensor(a, dtype=x.dtype, device=x.device).view(-1, 1, 1, 1)
             for a in path_points(self.rule, steps)
         )
         total = torch.zeros_like(x)
-        for a, b in spans(problem.n * steps, problem.chunk("backward")):
+        for a, b in spans(job.n * steps, job.chunk("backward")):
             row = torch.arange(a, b, device=x.device)
             image, step = row // steps, row % steps
             start = base[image]
             inputs = start + alphas[step] * (x[image] - start)
-            grad, _ = problem.input_gradient(inputs, image)
+            grad, _ = job.input_gradient(inputs, image)
             total.index_add_(0, image, grad * weights[step])
         attr = (x - base) * total
         self.last_score_delta = self.last_completeness_error = None
         if f_x is not None:
-            delta = f_x - problem.scores(base, problem.rows())
+            delta = f_x - job.scores(base, job.rows())
             self.last_score_delta = delta
             self.last_completeness_error = attr.sum(dim=(1, 2, 3)) - delta
         return attr

@@ -148,10 +148,10 @@ class KernelShap(Attribution):
             raise SalienceError("segments must be a superpixel count or an integer label tensor")
         return torch.stack([torch.unique(r, return_inverse=True)[1] for r in raw])
 
-    def attribute(self, problem: ExplainJob) -> torch.Tensor:
+    def attribute(self, job: ExplainJob) -> torch.Tensor:
         if not isinstance(self.samples, int) or self.samples < 1:
             raise SalienceError(f"samples must be a positive int, got {self.samples!r}")
-        x = problem.x
+        x = job.x
         n, _, h, w = x.shape
         labels = self.labels(x)
         players = [int(lab.max()) + 1 for lab in labels]
@@ -171,8 +171,8 @@ class KernelShap(Attribution):
             keep = torch.gather(z[a:b], 1, flat[img[a:b]]).view(b - a, 1, h, w)
             return torch.where(keep, x[img[a:b]], base[img[a:b]]), img[a:b]
 
-        full = problem.clean_scores()
-        scores = problem.perturbed_scores(z.shape[0], build)
+        full = job.clean_scores()
+        scores = job.perturbed_scores(z.shape[0], build)
         values = self._solve(z, scores, start, full, players, [wt for _, wt in drawn])
         return torch.gather(values.to(x.dtype), 1, flat).view(n, h, w)
 

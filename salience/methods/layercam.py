@@ -17,7 +17,7 @@ class LayerCam(CamMethod):
     name = "layercam"
 
     def cam(
-        self, cap: Captured, problem: ExplainJob, layer: CamLayer, index: torch.Tensor
+        self, cap: Captured, job: ExplainJob, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
         assert cap.grads is not None
         return (cap.grads.clamp_min(0) * cap.acts).sum(1)

@@ -51,8 +51,8 @@ class Occlusion(Attribution):
         self.stride = stride
         self.baseline = baseline
 
-    def attribute(self, problem: ExplainJob) -> torch.Tensor:
-        x = problem.x
+    def attribute(self, job: ExplainJob) -> torch.Tensor:
+        x = job.x
         n, _, h, w = x.shape
         wh, ww = _pair(self.window, "window")
         sh, sw = _pair(self.stride, "stride")
@@ -79,8 +79,8 @@ class Occlusion(Attribution):
             ]
             return torch.where(inside[:, None], base[img], x[img]), img
 
-        clean = problem.clean_scores()
-        scores = problem.perturbed_scores(n * positions, build)
+        clean = job.clean_scores()
+        scores = job.perturbed_scores(n * positions, build)
         drop = (clean[:, None] - scores.view(n, positions)).view(n, 1, ny, nx)
         # Spread each window's drop over the pixels it covers, then average per pixel.
         kernel = torch.ones(1, 1, wh, ww, device=dev, dtype=drop.dtype)

@@ -38,12 +38,12 @@ class RandomControl(Attribution):
         self.distribution = distribution
         self.seed = seed
 
-    def attribute(self, problem: ExplainJob) -> torch.Tensor:
+    def attribute(self, job: ExplainJob) -> torch.Tensor:
         if self.distribution not in ("uniform", "gaussian"):
             raise SalienceError(
                 f"distribution must be 'uniform' or 'gaussian', got {self.distribution!r}"
             )
-        x = problem.x
+        x = job.x
         shape = (x.shape[0], *x.shape[2:])
         draw = torch.rand if self.distribution == "uniform" else torch.randn
         if self.seed is None:

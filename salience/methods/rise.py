@@ -96,18 +96,18 @@ class Rise(Attribution):
         if self.score not in ("prob", "logit"):
             raise SalienceError(f"score must be 'prob' or 'logit', got {self.score!r}")
 
-    def attribute(self, problem: ExplainJob) -> torch.Tensor:
-        x = problem.x
+    def attribute(self, job: ExplainJob) -> torch.Tensor:
+        x = job.x
         n, _, h, w = x.shape
         self._check(h, w)
         grids, shifts = random_grids(self.masks, self.cells, self.p, self.seed)
         grids, shifts = grids.to(x.device), shifts.to(x.device)
         base = baseline_like(x, self.baseline)
         probs = self.score == "prob"
-        problem.resolve_target()
+        job.resolve_target()
         saliency = torch.zeros(n, h, w, device=x.device, dtype=x.dtype)
         # Rows are mask-major (row r: mask r // n, image r % n): a chunk upsamples few masks.
-        for a, b in spans(self.masks * n, problem.chunk("forward")):
+        for a, b in spans(self.masks * n, job.chunk("forward")):
             row = torch.arange(a, b, device=x.device)
             first = a // n
             smooth = upsample_masks(
@@ -115,6 +115,6 @@ class Rise(Attribution):
             )
             mask, img = smooth[row // n - first], row % n
             kept = torch.lerp(base[img], x[img], mask[:, None])
-            scores = problem.scores(kept, img, probs)
+            scores = job.scores(kept, img, probs)
             saliency.index_add_(0, img, scores[:, None, None].to(x.dtype) * mask)
         return saliency / (self.masks * self.p)

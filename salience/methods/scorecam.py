@@ -33,12 +33,12 @@ class ScoreCam(CamMethod):
     needs_grad = False
 
     def cam(
-        self, cap: Captured, problem: ExplainJob, layer: CamLayer, index: torch.Tensor
+        self, cap: Captured, job: ExplainJob, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
-        target = problem.resolve_target()
+        target = job.resolve_target()
         acts = cap.acts
         n, k, h, w = acts.shape
-        x = problem.x[index]
+        x = job.x[index]
         size = (int(x.shape[-2]), int(x.shape[-1]))
         flat = acts.flatten(2).to(torch.promote_types(acts.dtype, torch.float32))  # exact ids
         lo = flat.amin(2, keepdim=True)
@@ -52,14 +52,14 @@ class ScoreCam(CamMethod):
         live = (maps.flatten(1).amax(1) > 0).nonzero().squeeze(1)
         with torch.no_grad():
             if live.numel() < keys.shape[0]:
-                blank = problem.logits(torch.zeros_like(x[:1])).expand(n, -1)
+                blank = job.logits(torch.zeros_like(x[:1])).expand(n, -1)
                 scores = target.scores(blank, index)[owner]
             else:
                 scores = flat.new_empty(keys.shape[0])
-            for a, b in spans(live.numel(), problem.chunk("forward")):
+            for a, b in spans(live.numel(), job.chunk("forward")):
                 rows = live[a:b]
                 masked = x[owner[rows]].mul_(unit_masks(maps[rows], size))
-                logits = problem.logits(masked)
+                logits = job.logits(masked)
                 scores[rows] = target.scores(logits, index[owner[rows]]).to(scores.dtype)
         weights = torch.softmax(scores[inverse].view(n, k), dim=1)
         return (weights[:, :, None, None] * acts).sum(1)

@@ -19,7 +19,7 @@ Statistic = Literal["mean", "square", "var"]
 
 @dataclass(frozen=True)
 class _RowTarget(Target):
-    """The problem's target for rows that are noisy copies: row ``m`` is image ``image[m]``."""
+    """The job's target for rows that are noisy copies: row ``m`` is image ``image[m]``."""
 
     target: Target
     image: torch.Tensor
@@ -77,20 +77,20 @@ class NoisyAverage(Attribution):
         self.base_params = params
         self._base = get_method(base)(**params)
 
-    def attribute(self, problem: ExplainJob) -> torch.Tensor:
-        x, s = problem.x, self.samples
-        target = problem.resolve_target()
+    def attribute(self, job: ExplainJob) -> torch.Tensor:
+        x, s = job.x, self.samples
+        target = job.resolve_target()
         gen = torch.Generator().manual_seed(self.seed)
         eps = torch.randn((s, *x.shape[1:]), generator=gen).to(device=x.device, dtype=x.dtype)
         scale = self.noise * (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3)))
         first = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
         second = torch.zeros_like(first) if self.statistic != "mean" else first
-        for a, b in spans(problem.n * s, problem.chunk("backward")):
+        for a, b in spans(job.n * s, job.chunk("backward")):
             row = torch.arange(a, b, device=x.device)
             image, sample = row // s, row % s
             inputs = x[image] + scale[image].view(-1, 1, 1, 1) * eps[sample]
             rows = ExplainJob(
-                problem.model, inputs, _RowTarget(target, image), problem.output, problem.batch_size
+                job.model, inputs, _RowTarget(target, image), job.output, job.batch_size
             )
             attr = self._base.attribute(rows).double()
             if self.statistic != "square":

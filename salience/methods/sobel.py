@@ -33,5 +33,5 @@ class Sobel(Attribution):
     signed = False
     passes = "none"
 
-    def attribute(self, problem: ExplainJob) -> torch.Tensor:
-        return sobel_magnitude(problem.x.mean(dim=1))
+    def attribute(self, job: ExplainJob) -> torch.Tensor:
+        return sobel_magnitude(job.x.mean(dim=1))

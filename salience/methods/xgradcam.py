@@ -20,7 +20,7 @@ class XGradCam(CamMethod):
     name = "xgradcam"
 
     def cam(
-        self, cap: Captured, problem: ExplainJob, layer: CamLayer, index: torch.Tensor
+        self, cap: Captured, job: ExplainJob, layer: CamLayer, index: torch.Tensor
     ) -> torch.Tensor:
         assert cap.grads is not None
         acts = cap.acts
