@@ -148,7 +148,7 @@ def test_ties_are_broken_at_random_with_the_seed(tiny_cnn: nn.Module) -> None:
     c = M.deletion(tiny_cnn, x, flat, steps=12, seed=2)
     assert torch.equal(a.scores, b.scores)
     assert not torch.equal(a.scores, c.scores)
-    assert a.params["seed"] == 1 and a.params["steps"] == 12 and a.params["baseline"] == "zeros"
+    assert a.params["seed"] == 1 and a.params["steps"] == 12 and a.params["baseline"] == "zero"
 
 
 def test_aopc_of_the_oracle_is_the_mean_drop_in_closed_form() -> None:
@@ -345,7 +345,7 @@ def test_a_registered_variant_has_its_own_defaults_and_closed_form() -> None:
         model, x, f = RegionModel(region()), ones(), 32 / (H * W)
         r = metric(model, x, oracle(), steps=STEPS)
         assert r.value == pytest.approx(3 * 32.0 * (1 - f / 2), rel=1e-12)  # as above
-        assert r.params["baseline"] == "zeros" and "insert" not in r.params
+        assert r.params["baseline"] == "zero" and "insert" not in r.params
         assert M.metric_info("insertion_from_zeros").summary == "Insertion from a zero image."
     finally:
         _registry._METRICS.pop("insertion_from_zeros", None)

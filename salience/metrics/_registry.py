@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from salience.errors import UnknownNameError
+from salience.methods.baselines import ALIASES
 from salience.metrics._result import Direction, MetricResult, MetricScores, finite_mean
 
 P = ParamSpec("P")
@@ -175,6 +176,8 @@ def describe(name: str, value: Any) -> Any:
         if isinstance(value, str):
             return value
         return getattr(value, "__qualname__", type(value).__name__)
+    if name == "baseline" and isinstance(value, str):
+        return ALIASES.get(value, value)  # the canonical name ("zeros" is recorded as "zero")
     if isinstance(value, torch.Tensor):
         return value.item() if value.numel() == 1 else f"tensor{tuple(value.shape)}"
     if isinstance(value, nn.Module):

@@ -39,7 +39,7 @@ def replacement_curve(
     target: ClassesLike = None,
     *,
     insert: bool = False,
-    baseline: Baseline = "zeros",
+    baseline: Baseline = "zero",
     steps: int = 50,
     softmax: bool = True,
     blur_kernel: int = 11,
