@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,6 +35,22 @@ def noise_bases() -> list[str]:
     return [n for n in list_methods("gradient") if not issubclass(get_method(n), NoisyAverage)]
 
 
+def with_parameter(
+    init: Callable[..., None], name: str, default: bool, *, after: str
+) -> inspect.Signature:
+    """The signature of ``init`` with one more keyword-only parameter placed after ``after``."""
+    sig = inspect.signature(init)
+    extra = inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation="bool"
+    )
+    params: list[inspect.Parameter] = []
+    for p in sig.parameters.values():
+        params.append(p)
+        if p.name == after:
+            params.append(extra)
+    return sig.replace(parameters=params)
+
+
 class NoisyAverage(Attribution):
     """A base method's attributions over ``samples`` noisy copies of each image, summarised
     by ``statistic``. Noise is Gaussian with standard deviation ``noise`` times the image's
@@ -44,9 +62,10 @@ class NoisyAverage(Attribution):
     passes = "samples × base"
     stochastic = True
 
+    statistic: Statistic = "mean"  # the summary over samples; each subclass sets its own
+
     def __init__(
         self,
-        statistic: Statistic,
         *,
         base: str = "gradient",
         samples: int = 25,
@@ -72,7 +91,6 @@ class NoisyAverage(Attribution):
             raise SalienceError(f"samples must be an integer >= 1, got {samples!r}")
         if noise < 0:
             raise SalienceError(f"noise must be >= 0 (a fraction of the input range), got {noise}")
-        self.statistic: Statistic = statistic
         self.base, self.samples, self.noise, self.seed = base, samples, noise, seed
         self.base_params = params
         self._base = get_method(base)(**params)
@@ -116,24 +134,14 @@ class SmoothGrad(NoisyAverage):
     name = "smoothgrad"
     signed = True
 
-    def __init__(
-        self,
-        *,
-        base: str = "gradient",
-        samples: int = 25,
-        noise: float = 0.15,
-        squared: bool = False,
-        seed: int = 0,
-        base_params: dict[str, Any] | None = None,
-        batch_size: int | None = None,
-    ) -> None:
-        super().__init__(
-            "square" if squared else "mean",
-            base=base,
-            samples=samples,
-            noise=noise,
-            seed=seed,
-            base_params=base_params,
-            batch_size=batch_size,
-        )
+    def __init__(self, *, squared: bool = False, **params: Any) -> None:
+        super().__init__(**params)
         self.squared = squared
+        self.statistic = "square" if squared else "mean"
+
+
+# One definition of the shared parameters: SmoothGrad's are NoisyAverage's with ``squared``
+# after ``noise`` (the registry, the recorded params and the README read this signature).
+SmoothGrad.__init__.__signature__ = with_parameter(  # type: ignore[attr-defined]
+    NoisyAverage.__init__, "squared", False, after="noise"
+)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from salience.methods._registry import register_method
 from salience.methods.smoothgrad import NoisyAverage
 
@@ -15,23 +13,4 @@ class VarGrad(NoisyAverage):
 
     name = "vargrad"
     signed = False
-
-    def __init__(
-        self,
-        *,
-        base: str = "gradient",
-        samples: int = 25,
-        noise: float = 0.15,
-        seed: int = 0,
-        base_params: dict[str, Any] | None = None,
-        batch_size: int | None = None,
-    ) -> None:
-        super().__init__(
-            "var",
-            base=base,
-            samples=samples,
-            noise=noise,
-            seed=seed,
-            base_params=base_params,
-            batch_size=batch_size,
-        )
+    statistic = "var"
