@@ -25,7 +25,7 @@ from salience.cost.quantize import int8_dynamic, int8_static
 from salience.cost.recommend import frontier, recommend
 from salience.cost.variants import KINDS, PRUNE_RATIOS, Variant, variants
 from salience.errors import SalienceError
-from salience.methods import build_method, method_info, with_model_layer
+from salience.methods import build_method, with_model_layer
 from salience.models.layers import auto_layer
 from salience.models.settings import ModelSettings, apply_settings, device_of
 
@@ -158,9 +158,9 @@ def _with_layer(
     name: str, params: dict[str, Any], model: nn.Module, x: torch.Tensor, cam_layer: str | None
 ) -> dict[str, Any]:
     """CAM methods get one fixed layer, so that every setting explains the same layer."""
-    if "layer" not in method_info(name).params or params.get("layer") is not None:
-        return dict(params)
-    return with_model_layer(name, dict(params), cam_layer or auto_layer(model, x[:1]).name)
+    return with_model_layer(
+        name, dict(params), cam_layer or (lambda: auto_layer(model, x[:1]).name)
+    )
 
 
 def _run(

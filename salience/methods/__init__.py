@@ -5,7 +5,7 @@ Importing this package registers the built-in methods (explicitly, below).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -87,10 +87,13 @@ def from_spec(spec: str, cam_layer: str | None = None) -> Attribution:
     return build_method(name, **with_model_layer(name, params, cam_layer))
 
 
-def with_model_layer(name: str, params: dict[str, Any], cam_layer: str | None) -> dict[str, Any]:
-    """``params`` with the model's CAM layer filled in when method ``name`` takes a layer."""
+def with_model_layer(
+    name: str, params: dict[str, Any], cam_layer: str | Callable[[], str] | None
+) -> dict[str, Any]:
+    """``params`` with the model's CAM layer filled in when method ``name`` takes a layer;
+    ``cam_layer`` may be a function finding it, called only then."""
     if cam_layer is not None and "layer" in method_info(name).params and "layer" not in params:
-        return {**params, "layer": cam_layer}
+        return {**params, "layer": cam_layer if isinstance(cam_layer, str) else cam_layer()}
     return params
 
 
