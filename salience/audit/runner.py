@@ -48,7 +48,7 @@ from salience.store.lock import RunLock
 from salience.store.manifest import MethodKind, read_manifest, write_manifest
 from salience.store.run import Run
 from salience.store.verify import damaged_shards
-from salience.store.writer import ShardWriter, write_index
+from salience.store.writer import discard_shard, write_index
 
 
 def parse_map_size(value: int | str | Sequence[int]) -> tuple[int, int]:
@@ -216,9 +216,8 @@ def discard_damaged(run: Path, plan: Plan) -> None:
     """Before resuming: check every complete shard against its recorded sizes and checksums
     and remove the damaged ones, which are then computed again like any missing shard."""
     methods = list(plan.manifest.methods)
-    writer = ShardWriter(run, plan.meta_columns, plan.manifest.stat_columns, bool(plan.regions))
     for shard in damaged_shards(run, complete_shards(run), methods):
-        writer.discard_shard(shard, methods)
+        discard_shard(run, shard, methods)
 
 
 def _start(run: Path, plan: Plan) -> bool:

@@ -130,15 +130,6 @@ class ShardWriter:
         write_bytes(samples_file(self.run, shard), data)
         remove_tree(self._partial_dir(shard))
 
-    def discard_shard(self, shard: int, methods: Sequence[str]) -> None:
-        """Remove a (damaged) shard so that it is computed again: samples file first, so that
-        it stops counting as complete before anything else goes."""
-        samples_file(self.run, shard).unlink(missing_ok=True)
-        for method in methods:
-            map_file(self.run, method, shard).unlink(missing_ok=True)
-        stats_file(self.run, shard).unlink(missing_ok=True)
-        check_file(self.run, shard).unlink(missing_ok=True)
-
     def write_index(self) -> None:
         """:func:`write_index` of this run."""
         write_index(self.run)
@@ -187,6 +178,16 @@ class ShardWriter:
                 continue
             out[(int(a), int(b))] = (payload["samples"], payload["stats"], maps)
         return out
+
+
+def discard_shard(run: Path, shard: int, methods: Sequence[str]) -> None:
+    """Remove a (damaged) shard of ``run`` so that it is computed again: samples file first,
+    so that it stops counting as complete before anything else goes."""
+    samples_file(run, shard).unlink(missing_ok=True)
+    for method in methods:
+        map_file(run, method, shard).unlink(missing_ok=True)
+    stats_file(run, shard).unlink(missing_ok=True)
+    check_file(run, shard).unlink(missing_ok=True)
 
 
 def write_index(run: Path) -> None:
