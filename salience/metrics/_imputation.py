@@ -62,8 +62,9 @@ def harmonic_fill(
 
 
 def _blur(v: torch.Tensor) -> torch.Tensor:
-    """The 3x3 [1,2,1] x [1,2,1] blur with zero padding, as separable shifted sums (5x faster
-    than conv2d on the CPU). The stencil is w = (blur - 4 delta) / 12."""
+    """The 3x3 [1,2,1] x [1,2,1] blur with zero padding, as separable shifted sums: an integer
+    separable stencil needs four additions per pixel, no weight tensor and no grouping by
+    channel, which costs less than a general conv2d. The stencil is w = (blur - 4 delta) / 12."""
     p = F.pad(v, (1, 1, 1, 1))
     rows = torch.add(p[..., :-2, :] + p[..., 2:, :], p[..., 1:-1, :], alpha=2)
     return torch.add(rows[..., :-2] + rows[..., 2:], rows[..., 1:-1], alpha=2)
