@@ -12,7 +12,7 @@ from salience.check.batch import load_batch
 from salience.check.config import CONTROLS, DEFAULT_METHODS, CheckConfig, default_methods
 from salience.check.measure import CheckEvent, MethodCheck, measure
 from salience.check.run import CAVEAT, Estimate, estimate_check, run_check, units
-from salience.check.steps import NUMBERS, STAGES, STEPS, CheckStep, Number, columns
+from salience.check.steps import NUMBERS, STAGES, STEPS, CheckStep, Number, columns, entry_numbers
 from salience.check.summary import DESIGN_NUMBERS, failed, summarise
 from salience.check.verdict import judge, rank
 
@@ -32,6 +32,7 @@ __all__ = [
     "Number",
     "columns",
     "default_methods",
+    "entry_numbers",
     "estimate_check",
     "failed",
     "judge",

@@ -33,6 +33,7 @@ class CheckStep:
     stage: str = ""  # the progress stage it belongs to (default: its name)
     explains: Callable[[CheckConfig], float] = lambda c: 0.0  # method calls per image
     forwards: Callable[[CheckConfig], float] = lambda c: 0.0  # forward passes per image
+    curve: str = ""  # the report's key for the x values of its mean curve; none when empty
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Number:
     per_image: Callable[[Results], torch.Tensor]
     column: bool = True  # shown in the HTML table
     short: str = ""  # its header in the CLI table, which shows it when set
+    panel: str = ""  # its bar chart's title in the HTML overview, which shows it when set
+    note: str = ""  # its phrase ("{}": the value) in the HTML page's note under each method
 
 
 STEPS: tuple[CheckStep, ...] = (
@@ -64,12 +67,14 @@ STEPS: tuple[CheckStep, ...] = (
         "deletion",
         lambda c: {"steps": c.steps, "batch_size": c.batch_size, "seed": c.seed},
         forwards=lambda c: c.steps + 1.0,
+        curve="fraction",
     ),
     CheckStep(
         "insertion",
         "insertion",
         lambda c: {"steps": c.steps, "batch_size": c.batch_size, "seed": c.seed},
         forwards=lambda c: c.steps + 1.0,
+        curve="fraction",
     ),
     CheckStep(
         "road_morf",
@@ -77,6 +82,7 @@ STEPS: tuple[CheckStep, ...] = (
         lambda c: {"percentages": c.road_percentages, "batch_size": c.batch_size, "seed": c.seed},
         forwards=lambda c: 2.0 * len(c.road_percentages),  # imputation costs about a forward
         stage="road",
+        curve="road_fraction",
     ),
     CheckStep(
         "road_lerf",
@@ -84,6 +90,7 @@ STEPS: tuple[CheckStep, ...] = (
         lambda c: {"percentages": c.road_percentages, "batch_size": c.batch_size, "seed": c.seed},
         forwards=lambda c: 2.0 * len(c.road_percentages),
         stage="road",
+        curve="road_fraction",
     ),
     CheckStep(
         "max_sensitivity",
@@ -133,6 +140,7 @@ NUMBERS: tuple[Number, ...] = (
         _direction("randomization"),
         _scores("randomization"),
         short="rand. full",
+        note="randomization similarity after full randomization {}",
     ),
     Number(
         "randomization_top",
@@ -150,6 +158,7 @@ NUMBERS: tuple[Number, ...] = (
         "higher",
         _gap("insertion", "deletion"),
         column=False,
+        note="insertion minus deletion {}",
     ),
     Number(
         "road_lerf_minus_morf",
@@ -159,6 +168,7 @@ NUMBERS: tuple[Number, ...] = (
         "higher",
         _gap("road_lerf", "road_morf"),
         column=False,
+        note="ROAD LeRF minus MoRF {}",
     ),
     Number(
         "deletion_auc",
@@ -200,6 +210,8 @@ NUMBERS: tuple[Number, ...] = (
         _direction("max_sensitivity"),
         _scores("max_sensitivity"),
         short="max-sens.",
+        panel="robustness: max-sensitivity (lower is better)",
+        note="max-sensitivity {}",
     ),
     Number(
         "sparseness",
@@ -207,6 +219,8 @@ NUMBERS: tuple[Number, ...] = (
         "How concentrated the map is (Gini index: 0 flat, 1 a single pixel).",
         _direction("sparseness"),
         _scores("sparseness"),
+        panel="complexity: sparseness, Gini (higher is sparser)",
+        note="sparseness {}",
     ),
     Number(
         "complexity",
@@ -215,6 +229,7 @@ NUMBERS: tuple[Number, ...] = (
         _direction("complexity"),
         _scores("complexity"),
         column=False,
+        note="complexity {}",
     ),
 )
 # Numbers measured against the random control, image by image: the verdict's faithfulness.
@@ -252,7 +267,15 @@ COST = Number(
     "lower",
     lambda r: torch.zeros(0),  # timed, not per image
     short="ms/img",
+    panel="cost: ms per image",
+    note="{} ms per image",
 )
+
+
+def entry_numbers() -> list[Number]:
+    """Every number a method's report entry holds (the over-random ones once the random
+    control is measured; all of them, as None, in the entry of a method that failed)."""
+    return [*NUMBERS, *OVER_RANDOM, FAITHFULNESS, COST]
 
 
 def columns(short: bool = False) -> list[Number]:

@@ -10,26 +10,39 @@ import torch
 from salience.check.config import CheckConfig
 from salience.check.intervals import interval, resample_indices, rounded
 from salience.check.measure import MethodCheck
-from salience.check.steps import FAITHFULNESS, NUMBERS, OVER_RANDOM
+from salience.check.steps import FAITHFULNESS, NUMBERS, OVER_RANDOM, STEPS, Results, entry_numbers
 from salience.jsonsafe import finite
 from salience.methods.spec import parse_method_spec
 from salience.metrics import MetricResult
 from salience.metrics._result import finite_mean
 
-DESIGN_NUMBERS = (
-    "randomization_similarity",
-    "deletion_auc",
-    "insertion_auc",
-    "road_morf",
-    "road_lerf",
-    "max_sensitivity",
-    "sparseness",
-    "ms_per_image",
-)
+# Every number of a report entry, from the check table (DESIGN.md's report.json keys among them).
+DESIGN_NUMBERS = tuple(n.key for n in entry_numbers())
 
 
 def _mean_curve(r: MetricResult, key: str = "scores") -> list[float | None]:
     return [finite(v, 6) for v in r.curves[key].double().nanmean(0).tolist()]
+
+
+def _curves(results: Results) -> dict[str, list[float | None]]:
+    """The mean curve of every step that has one (``CheckStep.curve``) with its x values (the
+    first step's where steps share them), then the accuracy curves of those that record one."""
+    out: dict[str, list[float | None]] = {}
+    plotted = [s for s in STEPS if s.curve]
+    for step in plotted:
+        r = results[step.name]
+        out.setdefault(step.curve, [float(v) for v in r.curves["fraction"]])
+        out[step.name] = _mean_curve(r)
+    for step in plotted:
+        if "correct" in results[step.name].curves:
+            out[f"{step.name}_accuracy"] = _mean_curve(results[step.name], "correct")
+    return out
+
+
+def _seconds(results: Results, part: str) -> float:
+    """Seconds spent on ``part`` by the steps that time it (ROAD's imputation and forwards)."""
+    key = f"{part}_seconds"
+    return round(sum(r.details[key] for r in results.values() if key in r.details), 4)
 
 
 def per_image_numbers(m: MethodCheck, random: MethodCheck | None) -> dict[str, torch.Tensor]:
@@ -69,25 +82,9 @@ def summarise(
                 if k.startswith("similarity_")
             },
         },
-        curves={
-            "fraction": [float(v) for v in r["deletion"].curves["fraction"]],
-            "deletion": _mean_curve(r["deletion"]),
-            "insertion": _mean_curve(r["insertion"]),
-            "road_fraction": [float(v) for v in r["road_morf"].curves["fraction"]],
-            "road_morf": _mean_curve(r["road_morf"]),
-            "road_lerf": _mean_curve(r["road_lerf"]),
-            "road_morf_accuracy": _mean_curve(r["road_morf"], "correct"),
-            "road_lerf_accuracy": _mean_curve(r["road_lerf"], "correct"),
-        },
+        curves=_curves(r),
         per_image={k: [finite(v, 6) for v in res.scores.tolist()] for k, res in r.items()},
-        road_seconds={
-            part: round(
-                r["road_morf"].details[f"{part}_seconds"]
-                + r["road_lerf"].details[f"{part}_seconds"],
-                4,
-            )
-            for part in ("imputation", "forward")
-        },
+        road_seconds={part: _seconds(r, part) for part in ("imputation", "forward")},
     )
     return entry
 

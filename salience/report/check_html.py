@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from salience.check import columns
+from salience.check import columns, entry_numbers
 from salience.htmlsafe import CSP_META, escape
 
 GOOD, BAD, GREY = "#1b7837", "#b2182b", "#777777"
@@ -136,15 +136,11 @@ def _method_figure(entry: dict[str, Any], controls: dict[str, Any]) -> Figure:
 
 
 def _overview_figure(entries: dict[str, dict[str, Any]]) -> Figure:
+    panels = [(n.key, n.panel) for n in entry_numbers() if n.panel]
     fig = Figure(figsize=(15, 3.6))
-    axes = fig.subplots(1, 3)
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
     names = list(entries)
     colors = [GREY if e["control"] else (GOOD if e["trusted"] else BAD) for e in entries.values()]
-    panels = (
-        ("max_sensitivity", "robustness: max-sensitivity (lower is better)"),
-        ("sparseness", "complexity: sparseness, Gini (higher is sparser)"),
-        ("ms_per_image", "cost: ms per image"),
-    )
     for ax, (key, title) in zip(axes, panels, strict=True):
         values = [e[key] if e[key] is not None else 0.0 for e in entries.values()]
         bars = ax.barh(names, values, color=colors)
@@ -190,6 +186,11 @@ def _meanings() -> str:
         for c in columns()
     )
     return f"<ul class='note'>{items}</ul>"
+
+
+def _note(entry: dict[str, Any]) -> str:
+    """The numbers of one method in words (those with a ``Number.note``)."""
+    return "; ".join(escape(n.note).format(_fmt(entry[n.key])) for n in entry_numbers() if n.note)
 
 
 def _verdict_class(entry: dict[str, Any]) -> str:
@@ -244,12 +245,7 @@ def render(report: dict[str, Any]) -> str:
             f"<h2 id='{escape(name)}'>{escape(name)}</h2>",
             f"<div class='verdict {_verdict_class(e)}'>{escape(e['verdict'])}</div>",
             _img(_method_figure(e, controls), f"{name}: randomization, deletion/insertion, ROAD"),
-            "<p class='note'>randomization similarity after full randomization "
-            f"{_fmt(e['randomization_similarity'])}; insertion minus deletion "
-            f"{_fmt(e['insertion_minus_deletion'])}; ROAD LeRF minus MoRF "
-            f"{_fmt(e['road_lerf_minus_morf'])}; max-sensitivity {_fmt(e['max_sensitivity'])}; "
-            f"sparseness {_fmt(e['sparseness'])}; complexity {_fmt(e['complexity'])}; "
-            f"{_fmt(e['ms_per_image'])} ms per image.</p>",
+            f"<p class='note'>{_note(e)}.</p>",
         ]
     config = report.get("config", {})
     rows = "".join(
