@@ -13,8 +13,10 @@ import pytest
 
 from salience.audit.stats import region_columns, stat_columns
 from salience.errors import SalienceError
+from salience.models.preprocess import Preprocess
 from salience.store import Run, RunLock, SampleFilter, ShardWriter, is_locked
 from salience.store.layout import atomic_write, samples_file, stats_file, write_json
+from salience.store.manifest import RecordedModel
 
 CLASSES = ["ant", "bee", "cat", "dog"]
 REGIONS = ["background", "head"]
@@ -313,6 +315,25 @@ def test_manifest_reloads_when_rewritten(tmp_path: Path) -> None:
     m["status"] = "running"
     write_json(tmp_path / "run" / "run.json", m)
     assert run.status == "running"
+
+
+def test_older_manifest_reads_with_the_defaults(tmp_path: Path) -> None:
+    """A ``run.json`` without the newer keys (model, preprocess, top_k...) reads with the
+    defaults readers rely on; a block that is not a JSON object reads as empty."""
+    synthetic_run(tmp_path / "run", n=4)
+    run = Run.open(tmp_path / "run")
+    info = run.info
+    assert info.recorded_model == RecordedModel() and info.recorded_data.manifest_sha256 is None
+    assert info.recorded_data.root == str(tmp_path / "run" / "data")
+    assert info.top_k == 5 and info.params("gradcam") == {} and info.params("rise") == {}
+    assert run.preprocess() is None and info.input_size is None
+    m = json.loads((tmp_path / "run" / "run.json").read_text())
+    m["model"], m["methods"]["gradcam"] = None, {"layer": "features"}
+    m["preprocess"] = Preprocess(size=8, resize=8).describe()
+    write_json(tmp_path / "run" / "run.json", m)
+    assert run.info.recorded_model == RecordedModel() and run.info.input_size == 8
+    assert run.info.params("gradcam") == {"layer": "features"}
+    assert run.preprocess("nearest") == Preprocess(size=8, resize=8, interpolation="nearest")
 
 
 def test_index_file_locates_samples_and_newer_shards_are_scanned(tmp_path: Path) -> None:

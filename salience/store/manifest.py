@@ -36,6 +36,48 @@ class MethodKind:
     signed: bool
 
 
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _block(value: Any) -> dict[str, Any]:
+    """A recorded block (``model``, ``dataset``...), ``{}`` when it is missing or not one."""
+    return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True)
+class RecordedModel:
+    """The ``model`` block, typed: None where the run recorded nothing (older runs, or a
+    model known by its object rather than a spec)."""
+
+    spec: str | None = None
+    weights: str | None = None
+    weights_sha256: str | None = None
+    state_sha256: str | None = None
+    cam_layer: str | None = None
+
+    @classmethod
+    def from_json(cls, block: Any) -> RecordedModel:
+        """From the recorded block (anything that is not a JSON object reads as empty)."""
+        found = _block(block)
+        return cls(*(_text(found.get(f.name)) for f in fields(cls)))
+
+
+@dataclass(frozen=True)
+class RecordedData:
+    """The ``dataset`` block, typed: None where the run recorded nothing."""
+
+    source: str | None = None
+    root: str | None = None
+    manifest_sha256: str | None = None
+
+    @classmethod
+    def from_json(cls, block: Any) -> RecordedData:
+        """From the recorded block (anything that is not a JSON object reads as empty)."""
+        found = _block(block)
+        return cls(*(_text(found.get(f.name)) for f in fields(cls)))
+
+
 @dataclass
 class Manifest:
     """The run's fixed decisions and provenance, plus its status."""
@@ -66,6 +108,34 @@ class Manifest:
     notes: list[Any] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not name
+
+    @property
+    def recorded_model(self) -> RecordedModel:
+        """The model the run was audited with (:attr:`model`, typed)."""
+        return RecordedModel.from_json(self.model)
+
+    @property
+    def recorded_data(self) -> RecordedData:
+        """The data the run was audited on (:attr:`dataset`, typed)."""
+        return RecordedData.from_json(self.dataset)
+
+    def params(self, method: str) -> dict[str, Any]:
+        """The parameters ``method`` ran with (a copy); ``{}`` for a method the run lacks."""
+        return dict(_block(self.methods.get(method)))
+
+    @property
+    def preprocess_fields(self) -> dict[str, Any] | None:
+        """The recorded preprocessing as ``Preprocess`` keyword arguments (lists as tuples);
+        None when the run recorded none."""
+        if not isinstance(self.preprocess, dict):
+            return None
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in self.preprocess.items()}
+
+    @property
+    def input_size(self) -> int | None:
+        """The side of the model's input the preprocessing crops to (None: not recorded)."""
+        size = _block(self.preprocess).get("size")
+        return int(size) if isinstance(size, int) else None
 
     def to_json(self) -> dict[str, Any]:
         """The ``run.json`` object (versions at the top level)."""

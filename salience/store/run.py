@@ -40,6 +40,8 @@ from salience.store.writer import samples_schema, stats_schema
 if TYPE_CHECKING:
     from PIL import Image
 
+    from salience.models.preprocess import Preprocess
+
 _OPEN_MAPS = 128  # memory-mapped map files kept open
 DEFAULT_METHOD = "gradcam"  # the method a reader shows when none is asked for
 
@@ -104,7 +106,8 @@ class Run:
     @property
     def manifest(self) -> dict[str, Any]:
         """``run.json`` as it stands on disk (the JSON object), re-read when the writer has
-        updated it; :attr:`info` is the same, typed."""
+        updated it: for looking at a run's record as written (scripts, tests). Library code
+        reads :attr:`info`, the same typed, which gives the defaults of older runs."""
         self._refresh()
         return self._manifest
 
@@ -545,10 +548,17 @@ class Run:
         from salience.images import load_image
 
         img = load_image(self.image_path(sample_id))
-        spec = self.info.preprocess
-        if not isinstance(spec, dict):
-            return img
+        preprocess = self.preprocess()
+        return img if preprocess is None else preprocess.view(img)
+
+    def preprocess(self, interpolation: str | None = None) -> Preprocess | None:
+        """The preprocessing ``run.json`` records (None when it records none), with
+        ``interpolation`` instead of the recorded one when given."""
         from salience.models.preprocess import Preprocess
 
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
-        return Preprocess(**fields).view(img)  # type: ignore[arg-type]
+        fields = self.info.preprocess_fields
+        if fields is None:
+            return None
+        if interpolation is not None:
+            fields["interpolation"] = interpolation
+        return Preprocess(**fields)
