@@ -10,9 +10,7 @@ image of the run for any class, through :func:`salience.explaining.explain_pictu
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
-from salience.audit.intervention import run_preprocess
 from salience.audit.plan import state_sha256
 from salience.errors import SalienceError
 from salience.explaining import Explained, explain_picture
@@ -26,13 +24,13 @@ def mismatch(run: Run, loaded: LoadedModel) -> str | None:
     """Why ``loaded`` is not the model ``run`` was audited with (None when it is): its
     parameters' hash (or its weights file's) differs from the one ``run.json`` records, or it
     has fewer outputs than the run has classes."""
-    recorded: dict[str, Any] = run.manifest.get("model") or {}
-    spec = recorded.get("spec") or "an unrecorded model"
+    recorded = run.info.recorded_model
+    spec = recorded.spec or "an unrecorded model"
     where = f"run {run.path.name} was audited with {spec!r}"
-    state = recorded.get("state_sha256")
+    state = recorded.state_sha256
     if state and state_sha256(loaded.module) != state:
         return f"the model {loaded.spec!r} has other weights than the audited one ({where})"
-    weights = recorded.get("weights_sha256")
+    weights = recorded.weights_sha256
     if not state and weights and loaded.weights_sha256 and loaded.weights_sha256 != weights:
         return f"the weights of {loaded.spec!r} differ from the audited ones ({where})"
     outputs = loaded.num_classes
@@ -46,7 +44,7 @@ def mismatch(run: Run, loaded: LoadedModel) -> str | None:
 
 def for_run(loaded: LoadedModel, run: Run) -> LoadedModel:
     """``loaded`` with the preprocessing the run recorded (the same module, not a copy)."""
-    recorded = run_preprocess(run)
+    recorded = run.preprocess()
     return loaded if recorded is None else replace(loaded, preprocess=recorded)
 
 
@@ -58,8 +56,8 @@ def explain_sample(
     the run computed is built with the parameters it recorded, any other registered method
     with its defaults; the CAM layer is the one the audit used."""
     get_method(method)  # an unknown name lists the known ones
-    layer = (run.manifest.get("model") or {}).get("cam_layer") or loaded.cam_layer
-    params = dict((run.manifest.get("methods") or {}).get(method) or {})
+    layer = run.info.recorded_model.cam_layer or loaded.cam_layer
+    params = run.info.params(method)
     try:
         built = build_method(method, **with_model_layer(method, params, layer))
     except (SalienceError, TypeError, ValueError):  # parameters of another salience version

@@ -251,8 +251,8 @@ def compare_runs(
 
     return json_safe(
         {
-            "a": {"run": str(a.path), "model": a.manifest.get("model", {}).get("spec")},
-            "b": {"run": str(b.path), "model": b.manifest.get("model", {}).get("spec")},
+            "a": {"run": str(a.path), "model": a.info.recorded_model.spec},
+            "b": {"run": str(b.path), "model": b.info.recorded_model.spec},
             "method": method,
             "matched": len(ids),
             "accuracy": {"a": round(float(ca.mean()), 4), "b": round(float(cb.mean()), 4)},

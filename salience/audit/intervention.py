@@ -34,8 +34,8 @@ Pixels = tuple[int, int, int, int]  # y0, x0, y1, x1
 def run_model(run: Run, device: str | None = None) -> tuple[LoadedModel | None, str]:
     """The model recorded in ``run.json``, or None and the reason it cannot be used. A model
     given as Python file (``FILE.py:factory``) is never run from a run folder's record."""
-    m = run.manifest.get("model") or {}
-    spec, weights = m.get("spec"), m.get("weights")
+    m = run.info.recorded_model
+    spec, weights = m.spec, m.weights
     if not spec:
         return None, "run.json records no model"
     if str(spec).split(":")[0].endswith(".py"):
@@ -43,25 +43,16 @@ def run_model(run: Run, device: str | None = None) -> tuple[LoadedModel | None, 
     if weights and not Path(weights).is_file():
         return None, f"the run's weights {weights} are missing"
     try:
-        loaded = load_model(str(spec), weights or None, device, preprocess=run_preprocess(run))
+        loaded = load_model(str(spec), weights or None, device, preprocess=run.preprocess())
     except (SalienceError, OSError, RuntimeError, ImportError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return None, f"the run's model {spec!r} cannot be loaded ({first})"
     from salience.audit.plan import state_sha256
 
-    recorded = m.get("state_sha256")
+    recorded = m.state_sha256
     if recorded and state_sha256(loaded.module) != recorded:
         return None, f"the model {spec!r} loads with other weights than the audited one"
     return loaded, f"the run's model {spec!r}"
-
-
-def run_preprocess(run: Run) -> Preprocess | None:
-    """The preprocessing recorded in ``run.json`` (None when the run has none)."""
-    spec = run.manifest.get("preprocess")
-    if not isinstance(spec, dict):
-        return None
-    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
-    return Preprocess(**fields)
 
 
 def class_index(run: Run, name: str) -> int:
@@ -86,7 +77,7 @@ def intervene(
 ) -> dict[str, Any]:
     """Mask and paste ``box`` (see the module docstring) and count changed decisions."""
     target = class_index(run, name)
-    prep = run_preprocess(run) or model.preprocess
+    prep = run.preprocess() or model.preprocess
     own, others = _views(run, class_ids, prep), _views(run, other_ids, prep)
     if not len(own):
         raise SalienceError(f"no {name} image to intervene on")

@@ -61,7 +61,7 @@ def summarize(run: Run, top: int = 5) -> dict[str, Any]:
         "si_patterns": {},
     }
     columns = run.region_columns
-    gt = [g for g in run.manifest.get("ground_truth", []) if g in columns]
+    gt = [g for g in run.info.ground_truth if g in columns]
     for method in run.methods:
         out["map_errors"][method] = _reasons(
             run, "stats", "error", "method = ? AND error NOT LIKE 'no map%'", [method]

@@ -215,18 +215,17 @@ def gate_fired(summary: dict[str, Any], gate: str = "any") -> bool:
 def _candidate(run: Any, candidate: str, device: str) -> Any:
     """``--candidate``: a weights file for the baseline's architecture, or a model spec."""
     from salience.models import load_model
-    from salience.monitor.model import recorded_preprocess
 
     spec, weights = candidate, None
     if (
         Path(candidate).suffix in (".pth", ".pt", ".bin", ".safetensors")
         and Path(candidate).is_file()
     ):
-        recorded = run.manifest["model"]
-        if recorded.get("weights"):  # a state dict for the baseline's architecture
-            spec, weights = recorded["spec"], candidate
+        recorded = run.info.recorded_model
+        if recorded.weights and recorded.spec:  # a state dict for the baseline's architecture
+            spec, weights = recorded.spec, candidate
     return load_model(
-        spec, weights, device, preprocess=recorded_preprocess(run), class_names=run.class_names
+        spec, weights, device, preprocess=run.preprocess(), class_names=run.class_names
     )
 
 

@@ -126,7 +126,7 @@ def _fields(run: Run, methods: Sequence[str]) -> dict[str, dict[str, str]]:
         "saliency": {m: field_name(m, "saliency_", used) for m in methods},
         "stats_of": {m: field_name(m, "stats_", used) for m in methods},
         "stats": {c: field_name(c, "", stat_names) for c in [*run.stat_columns(), "error"]},
-        "meta": {c: field_name(c, "", meta_names) for c in run.manifest.get("meta_columns", [])},
+        "meta": {c: field_name(c, "", meta_names) for c in run.info.meta_columns},
     }
 
 

@@ -19,6 +19,7 @@ from salience.check.files import PAGE, REPORT
 from salience.errors import SalienceError
 from salience.jsonsafe import finite
 from salience.store.layout import MANIFEST, SUMMARY, read_json
+from salience.store.manifest import read_manifest
 
 INSTALL = "logging to MLflow needs mlflow: pip install 'salience[mlflow]'"
 PARAM_LIMIT = 500  # characters of a parameter value every MLflow version accepts
@@ -136,17 +137,16 @@ def log_audit(run: str | os.PathLike[str]) -> str:
     ``RUN/run.json`` as artifacts; returns the MLflow run id."""
     folder = Path(run)
     summary = read_json(folder / SUMMARY)
-    manifest = read_json(folder / MANIFEST)
-    model = manifest.get("model") or {}
-    dataset = manifest.get("dataset") or {}
+    manifest = read_manifest(folder)
+    model = manifest.recorded_model
     params = _params(
         {
-            "model": model.get("spec") if isinstance(model, dict) else model,
-            "weights_sha256": model.get("weights_sha256") if isinstance(model, dict) else None,
-            "data": dataset.get("source") if isinstance(dataset, dict) else None,
+            "model": model.spec,
+            "weights_sha256": model.weights_sha256,
+            "data": manifest.recorded_data.source,
             "samples": summary.get("images"),
-            "methods": ",".join(manifest.get("methods") or {}),
-            "map_size": "x".join(str(v) for v in manifest.get("map_size") or []),
+            "methods": ",".join(manifest.methods),
+            "map_size": "x".join(str(v) for v in manifest.map_size or []),
         }
     )
     return _log(

@@ -4,23 +4,13 @@ recorded in its ``run.json``), or one given, checked against the baseline's para
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from salience.audit.plan import ModelLike, state_sha256
 from salience.errors import SalienceError
 from salience.models import load_model
-from salience.models.preprocess import Preprocess
 from salience.store import Run
-
-
-def recorded_preprocess(run: Run) -> Preprocess | None:
-    desc: dict[str, Any] | None = run.manifest.get("preprocess")
-    if not desc:
-        return None
-    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in desc.items()}
-    return Preprocess(**fields)
 
 
 def baseline_model(
@@ -31,14 +21,14 @@ def baseline_model(
 ) -> ModelLike:
     """Load the baseline's model (or ``spec``/``weights``) with the baseline's preprocessing
     and class names; refuse a model whose parameters differ from the baseline's."""
-    recorded = run.manifest["model"]
-    spec = spec or recorded.get("spec")
-    weights = weights if weights is not None else recorded.get("weights")
+    recorded = run.info.recorded_model
+    spec = spec or recorded.spec
+    weights = weights if weights is not None else recorded.weights
     if not spec:
         raise SalienceError(f"baseline {run.path} records no model spec; pass --model")
     try:
         loaded = load_model(
-            spec, weights, device, preprocess=recorded_preprocess(run), class_names=run.class_names
+            spec, weights, device, preprocess=run.preprocess(), class_names=run.class_names
         )
     except SalienceError as exc:
         raise SalienceError(
@@ -50,7 +40,7 @@ def baseline_model(
 
 def check_same_model(run: Run, model: ModelLike) -> None:
     """A monitor compares data, not models: the model must be the baseline's."""
-    expected = run.manifest["model"].get("state_sha256")
+    expected = run.info.recorded_model.state_sha256
     if expected and state_sha256(model.module) != expected:
         raise SalienceError(
             f"the model's parameters differ from the baseline's ({run.path}); monitor with the "

@@ -43,8 +43,8 @@ Images = torch.Tensor | Sequence[Any]
 
 
 def _baseline_key(run: Run) -> str:
-    m = run.manifest
-    parts = [m["model"].get("state_sha256"), m["dataset"].get("manifest_sha256"), run.count()]
+    m = run.info
+    parts = [m.recorded_model.state_sha256, m.recorded_data.manifest_sha256, run.count()]
     return json.dumps(parts)
 
 
@@ -154,7 +154,7 @@ class Monitor:
             "time_column": time_column,
             "alpha": alpha,
             "methods": chosen,
-            "model": run.manifest["model"],
+            "model": run.info.model,
             "created": now(),
         }
         write_json(path, config)
@@ -276,10 +276,9 @@ class Monitor:
         return self.record(feat.concat(parts), f"observed-{index}-{stamp}", stamp, stamp)
 
     def method_specs(self) -> list[str]:
-        params = self.run.manifest["methods"]
         specs = []
         for m in self.methods:
-            given = {k: v for k, v in params.get(m, {}).items() if k != "layer"}
+            given = {k: v for k, v in self.run.info.params(m).items() if k != "layer"}
             specs.append(
                 m + (":" + ",".join(f"{k}={v}" for k, v in given.items()) if given else "")
             )

@@ -146,7 +146,7 @@ def monitor_data(
             model = baseline_model(mon.run, device=device)
         else:
             check_same_model(mon.run, model)
-        register(mon.folder, mon.run.manifest["model"], promoted=True)
+        register(mon.folder, mon.run.info.recorded_model, promoted=True)
         time_column = mon.config.get("time_column")
         size = parse_window(mon.config["window"], time_column)
         plans = plan_windows(dataset, size, time_column)
@@ -188,7 +188,7 @@ def monitor_data(
                 )
                 extra["candidate"] = shadow(run, cand, mon.methods[0], alpha)
                 extra["candidate"]["version"] = register(
-                    mon.folder, cand.manifest["model"], promoted=False
+                    mon.folder, cand.info.recorded_model, promoted=False
                 )["version"]
             f = feat.from_run(run, mon.methods)
             if len(f) < 2:
@@ -225,7 +225,7 @@ def _audit(
         workers=workers,
         map_size=(h, w),
         class_names=baseline.class_names,
-        top_k=int(baseline.manifest.get("top_k", 5)),
+        top_k=int(baseline.info.top_k),
         progress=progress,
     )
     return Run.open(out)

@@ -24,6 +24,7 @@ from salience.errors import SalienceError
 from salience.monitor.layout import VERSIONS
 from salience.store import Run
 from salience.store.layout import read_json, write_json
+from salience.store.manifest import RecordedModel
 
 SILENT_SHARE = 0.5  # a class holds the rollout when this share of its agreeing images moved
 ACCURACY_SAME = 0.02  # accuracy changes within this count as "did not change"
@@ -101,18 +102,20 @@ def _entries(folder: Path) -> list[dict[str, Any]]:
     return list(read_json(path).get("versions", [])) if path.exists() else []
 
 
-def register(folder: Path, model: dict[str, Any], promoted: bool) -> dict[str, Any]:
-    """Add a version (the ``model`` block of a run manifest) unless its parameters are known;
-    with ``promoted`` mark it the deployed one. Returns its entry."""
+def register(folder: Path, model: RecordedModel | dict[str, Any], promoted: bool) -> dict[str, Any]:
+    """Add a version (a run's recorded model, or the ``model`` block of its manifest) unless
+    its parameters are known; with ``promoted`` mark it the deployed one. Returns its entry."""
+    if not isinstance(model, RecordedModel):
+        model = RecordedModel.from_json(model)
     entries = _entries(folder)
-    state = model.get("state_sha256")
+    state = model.state_sha256
     entry = next((e for e in entries if e["state_sha256"] == state), None)
     if entry is None:
         entry = {
             "version": 1 + max((e["version"] for e in entries), default=0),
-            "spec": model.get("spec"),
-            "weights": model.get("weights"),
-            "weights_sha256": model.get("weights_sha256"),
+            "spec": model.spec,
+            "weights": model.weights,
+            "weights_sha256": model.weights_sha256,
             "state_sha256": state,
             "registered": now(),
             "promoted": None,

@@ -251,8 +251,8 @@ def render(d: ReportData) -> str:
             f"{d.per_cell} per confusion-matrix cell, chosen at random (seed {d.seed}), mistakes "
             "and larger cells first.</p>"
         )
-    model = d.manifest.model.get("spec", "model")
-    data = d.manifest.dataset.get("source", "")
+    model = d.manifest.recorded_model.spec or "model"
+    data = d.manifest.recorded_data.source or ""
     subtitle = f"{model} on {data} · {d.count:,} images · status {d.manifest.status}"
     body = note + _kpis(d) + _matrix(d) + _cells(d) + _classes(d) + _regions(d) + _shortcuts(d)
     template = Template((files("salience.report") / "run_report.html").read_text())

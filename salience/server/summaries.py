@@ -111,7 +111,7 @@ def _class_wide(w: dict[str, Any] | None) -> dict[str, Any] | None:
 def summary(entry: RunEntry) -> schemas.RunSummary:
     def make(run: Run) -> schemas.RunSummary:
         samples = entry.samples()
-        m = run.manifest
+        m = run.info
         ok = ok_rows(samples)
         meta = [str(c)[5:] for c in samples.columns if str(c).startswith("meta_")]
         splits = sorted(str(s) for s in samples["split"].dropna().unique())
@@ -119,8 +119,8 @@ def summary(entry: RunEntry) -> schemas.RunSummary:
             id=entry.id,
             name=run.path.name,
             status=str(run.status),
-            model=str((m.get("model") or {}).get("spec", "")),
-            dataset=str((m.get("dataset") or {}).get("source", "")),
+            model=m.recorded_model.spec or "",
+            dataset=m.recorded_data.source or "",
             count=len(samples),
             errors=len(samples) - len(ok),
             accuracy=finite(ok["correct"].astype(float).mean()) if len(ok) else None,
@@ -134,9 +134,9 @@ def summary(entry: RunEntry) -> schemas.RunSummary:
             },
             meta=meta,
             splits=splits,
-            map_size=[int(v) for v in m.get("map_size") or []],
-            created=str(m["created"]) if m.get("created") else None,
-            updated=str(m["updated"]) if m.get("updated") else None,
+            map_size=[int(v) for v in m.map_size or []],
+            created=str(m.created) if m.created else None,
+            updated=str(m.updated) if m.updated else None,
             has_shortcuts=(run.path / SHORTCUTS).is_file(),
         )
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Query
@@ -23,7 +23,6 @@ from PIL import Image
 
 from salience.errors import DamagedRunError, ImageTooLargeError, SalienceError
 from salience.images import load_image
-from salience.models.preprocess import Preprocess
 from salience.server import render
 from salience.server.params import filter_key, image_size, sample_filter
 from salience.server.routes.samples import pick_method
@@ -149,11 +148,9 @@ async def outline(entry: Entry, registry: Registry, sample_id: str, size: Size) 
 
 def viewed_mask(run: Run, mask: np.ndarray) -> np.ndarray:
     """The mask cropped and resized like the image the model saw (nearest neighbour)."""
-    spec = run.manifest.get("preprocess")
-    if not isinstance(spec, dict) or mask.max(initial=0) > 255:
+    view = None if mask.max(initial=0) > 255 else run.preprocess(interpolation="nearest")
+    if view is None:
         return mask
-    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
-    view = Preprocess(**{**fields, "interpolation": "nearest"})
     img = view.view(Image.fromarray(mask.astype(np.uint8)).convert("RGB"))
     return np.asarray(img)[..., 0]
 

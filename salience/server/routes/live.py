@@ -43,8 +43,6 @@ def pixel_methods() -> list[str]:
 def live_status(entry: Entry, registry: Registry) -> schemas.LiveStatus:
     live = registry.live
     run = entry.run
-    spec = run.manifest.get("preprocess")
-    size = spec.get("size") if isinstance(spec, dict) else None
     return schemas.LiveStatus(
         available=live is not None,
         reason=None if live is not None else NO_MODEL,
@@ -54,7 +52,7 @@ def live_status(entry: Entry, registry: Registry) -> schemas.LiveStatus:
         signed=[name for name in list_methods() if method_info(name).signed],
         classes=_classes(live, entry) if live is not None else len(run.class_names),
         map_size=[int(v) for v in run.map_size],
-        input_size=int(size) if isinstance(size, int) else None,
+        input_size=run.info.input_size,
     )
 
 
