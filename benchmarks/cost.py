@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from salience.allocator import keep_freed_memory
 from salience.checking import load_batch
 from salience.cost import CostConfig, measure_cost
 from salience.models import load_model
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    keep_freed_memory()  # as the salience command does
     torch.set_num_threads(max(1, torch.get_num_threads()))
     if args.smoke:
         loaded = load_model("torchvision:resnet18", device="cpu", preprocess="imagenet:size=64")
