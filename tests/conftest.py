@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+from helpers.tiny_cnn import TinyCNN
 from torch import nn
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-IMAGENET_SAMPLES = Path(
-    os.environ.get("SALIENCE_IMAGENET_SAMPLES", SHARED / "data" / "imagenet-samples")
-)
 
 
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
-
-
-class TinyCNN(nn.Module):
-    """conv-relu-conv-relu-pool-linear; float64 friendly, ~1k parameters."""
-
-    def __init__(self, classes: int = 5, inplace: bool = False) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
-        self.relu1 = nn.ReLU(inplace=inplace)
-        self.conv2 = nn.Conv2d(6, 8, 3, padding=1)
-        self.relu2 = nn.ReLU(inplace=inplace)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(8, classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu2(self.conv2(self.relu1(self.conv1(x))))
-        return self.fc(self.pool(x).flatten(1))
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TinyCNN
+from helpers.tiny_cnn import TinyCNN
 from torch import nn
 
 pytest.importorskip("torchattacks")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import IMAGENET_SAMPLES
+from helpers.imagenet import IMAGENET_SAMPLES
 from PIL import Image
 from typer.testing import CliRunner
 

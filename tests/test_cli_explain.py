@@ -222,7 +222,7 @@ def test_torchscript_model_gradient_works_and_cams_say_why_not(
 ) -> None:
     import warnings
 
-    from conftest import TinyCNN
+    from helpers.tiny_cnn import TinyCNN
 
     path = tmp_path / "tiny.ts"
     with warnings.catch_warnings():

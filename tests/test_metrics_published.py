@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import IMAGENET_SAMPLES
+from helpers.imagenet import IMAGENET_SAMPLES
 
 import salience.metrics as M
 from salience.errors import SalienceError

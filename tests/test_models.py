@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from conftest import IMAGENET_SAMPLES, TinyCNN
+from helpers.imagenet import IMAGENET_SAMPLES
+from helpers.tiny_cnn import TinyCNN
 from PIL import Image
 from torch import nn
 
