@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _data import IMAGENET_SAMPLES
 
 from salience._guard import model_guard
 from salience.attack import (
@@ -37,7 +38,7 @@ from salience.attack.load import load_attack_batch, pixel_model
 from salience.attack.prediction import get_attack
 from salience.models import load_model
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples" / "labels.csv"
+DATA = IMAGENET_SAMPLES / "labels.csv"
 
 
 def timed(fn: Any) -> tuple[float, float]:

@@ -34,6 +34,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+from _data import IMAGENET_SAMPLES
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -356,7 +357,7 @@ def store(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- shared passes
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
+SAMPLES = IMAGENET_SAMPLES
 
 
 def backward_sharing() -> list[str]:

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _data import IMAGENET_SAMPLES
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
+SAMPLES = IMAGENET_SAMPLES
 NUMBERS = (
     "randomization_similarity",
     "randomization_mean",

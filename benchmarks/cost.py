@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _data import IMAGENET_SAMPLES
 
 from salience.allocator import keep_freed_memory
 from salience.checking import load_batch
 from salience.cost import CostConfig, measure_cost
 from salience.models import load_model
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
+DATA = IMAGENET_SAMPLES
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, dict[str, Any], CostConfig]]:

@@ -49,9 +49,10 @@ from salience.metrics._common import descending_order, ranks
 from salience.metrics._imputation import impute
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import IMAGENET_SAMPLES
 from _work import Timed, compare, grid, load, print_table
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
+SAMPLES = IMAGENET_SAMPLES
 
 
 def workload(spec: str, images: int, size: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:

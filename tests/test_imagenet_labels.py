@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers.imagenet import IMAGENET_SAMPLES
 
 import salience
 from salience.audit import audit
@@ -13,7 +14,7 @@ from salience.audit.plan import map_labels
 from salience.data.dataset import Item
 from salience.models import imagenet_classes, imagenet_wnids
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-samples"
+SHARED = IMAGENET_SAMPLES
 
 
 def test_wnids_are_the_sorted_synsets_in_class_order() -> None:
