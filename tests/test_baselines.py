@@ -29,6 +29,8 @@ def test_the_old_spellings_are_one_zero_baseline(tiny_cnn: nn.Module) -> None:
     for got in (maps, ig, deletion):
         assert all(torch.equal(got[0], g) for g in got[1:])
     assert torch.equal(maps[0], salience.explain(tiny_cnn, x, 0, "occlusion", window=2, stride=2))
+    for name in ("occlusion", "integrated_gradients", "rise", "kernel_shap"):
+        assert salience.get_method(name)(baseline="zeros").params()["baseline"] == "zero"
 
 
 @pytest.mark.parametrize("where", ["occlusion", "integrated_gradients", "rise", "deletion"])

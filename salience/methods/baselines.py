@@ -40,12 +40,14 @@ def baseline_name(name: str, allowed: Sequence[str] = BASELINES) -> str:
     return canonical
 
 
-def check_baseline(baseline: Baseline, allowed: Sequence[str] = BASELINES) -> None:
-    """Reject a bool or an unknown name early (at construction, not mid-run)."""
+def check_baseline(baseline: Baseline, allowed: Sequence[str] = BASELINES) -> Baseline:
+    """Reject a bool or an unknown name early (at construction, not mid-run); return the
+    baseline with a name made canonical, so a method records ``"zero"`` for ``"zeros"``."""
     if isinstance(baseline, bool):
         raise SalienceError(f"baseline must be one of: {choices(allowed)}; got a bool")
     if isinstance(baseline, str):
-        baseline_name(baseline, allowed)
+        return baseline_name(baseline, allowed)
+    return baseline
 
 
 def baseline_like(

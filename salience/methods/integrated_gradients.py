@@ -61,7 +61,7 @@ class IntegratedGradients(Attribution):
         batch_size: int | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size)
-        check_baseline(baseline)
+        baseline = check_baseline(baseline)
         if rule not in RULES:
             raise SalienceError(f"unknown rule {rule!r}; choose one of: {', '.join(RULES)}")
         if not isinstance(steps, int) or steps < (2 if rule == "trapezoid" else 1):

@@ -129,7 +129,7 @@ class KernelShap(Attribution):
         batch_size: int | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size)
-        check_baseline(baseline)
+        baseline = check_baseline(baseline)
         self.segments = segments
         self.compactness = compactness
         self.samples = samples

@@ -46,7 +46,7 @@ class Occlusion(Attribution):
         batch_size: int | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size)
-        check_baseline(baseline)
+        baseline = check_baseline(baseline)
         self.window = window
         self.stride = stride
         self.baseline = baseline

@@ -78,7 +78,7 @@ class Rise(Attribution):
         batch_size: int | None = None,
     ) -> None:
         super().__init__(batch_size=batch_size)
-        check_baseline(baseline)
+        baseline = check_baseline(baseline)
         self.masks = masks
         self.cells = cells
         self.p = p
