@@ -2,36 +2,52 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from salience import metrics
 from salience.errors import SalienceError
-from salience.methods import explain, get_method, list_methods
-from salience.models import LoadedModel, load_model
-from salience.store import Run
 
 if TYPE_CHECKING:
+    from salience import metrics
+    from salience.methods import explain, get_method, list_methods
+    from salience.models import LoadedModel, load_model
     from salience.monitor import Monitor
     from salience.notebook import show
     from salience.server.notebook import open_explorer
+    from salience.store import Run
 
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:  # imported on first use, to keep `import salience` light
-    if name == "Monitor":
-        from salience.monitor import Monitor
+# Every public name is imported on first use, so that `import salience` (and every command's
+# start) does not load torch's model zoo, the store's DuckDB and Arrow, or the server.
+_LAZY = {
+    "metrics": ("salience.metrics", None),
+    "explain": ("salience.methods", "explain"),
+    "get_method": ("salience.methods", "get_method"),
+    "list_methods": ("salience.methods", "list_methods"),
+    "LoadedModel": ("salience.models", "LoadedModel"),
+    "load_model": ("salience.models", "load_model"),
+    "Run": ("salience.store", "Run"),
+    "Monitor": ("salience.monitor", "Monitor"),
+    "show": ("salience.notebook", "show"),
+    "open_explorer": ("salience.server.notebook", "open_explorer"),  # the one door to the server
+}
 
-        return Monitor
-    if name == "show":
-        from salience.notebook import show
 
-        return show
-    if name == "open_explorer":  # the one door from the library's namespace to the server
-        from salience.server.notebook import open_explorer
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'salience' has no attribute {name!r}")
+    module, attribute = _LAZY[name]
+    value = (
+        import_module(module) if attribute is None else getattr(import_module(module), attribute)
+    )
+    globals()[name] = value
+    return value
 
-        return open_explorer
-    raise AttributeError(f"module 'salience' has no attribute {name!r}")
+
+def __dir__() -> list[str]:  # tab completion lists the lazy names too
+    return sorted({*globals(), *_LAZY})
 
 
 __all__ = [
