@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from salience.audit.stats import region_columns, stat_columns
-from salience.errors import SalienceError
+from salience.errors import DamagedRunError, SalienceError
 from salience.models.preprocess import Preprocess
 from salience.store import Run, RunLock, SampleFilter, ShardWriter, is_locked
 from salience.store.layout import atomic_write, samples_file, stats_file, write_json
@@ -334,6 +334,23 @@ def test_older_manifest_reads_with_the_defaults(tmp_path: Path) -> None:
     assert run.info.recorded_model == RecordedModel() and run.info.input_size == 8
     assert run.info.params("gradcam") == {"layer": "features"}
     assert run.preprocess("nearest") == Preprocess(size=8, resize=8, interpolation="nearest")
+
+
+def test_a_manifest_block_of_the_wrong_shape_is_one_line_damage(tmp_path: Path) -> None:
+    synthetic_run(tmp_path / "run", n=4)
+    path = tmp_path / "run" / "run.json"
+    good = json.loads(path.read_text())
+    for key, value in (("dataset", "data/"), ("regions", {"a": 1}), ("preprocess", [8])):
+        write_json(path, {**good, key: value})
+        with pytest.raises(DamagedRunError, match=f"'{key}' should be"):
+            Run.open(tmp_path / "run")
+    write_json(path, {**good, "preprocess": {"size": "<b>8</b>", "resize": 8}})
+    with pytest.raises(DamagedRunError, match="preprocessing cannot be read"):
+        Run.open(tmp_path / "run").preprocess()
+    write_json(path, {**good, "dataset": {}})
+    run = Run.open(tmp_path / "run")
+    with pytest.raises(DamagedRunError, match="records no data root"):
+        run.image_path(run.samples()["sample_id"].iloc[0])
 
 
 def test_index_file_locates_samples_and_newer_shards_are_scanned(tmp_path: Path) -> None:

@@ -9,11 +9,11 @@ are (``extra``) and written back unchanged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from salience.errors import SalienceError
+from salience.errors import DamagedRunError, SalienceError
 from salience.store.layout import MANIFEST, Stamp, read_json, write_json
 
 VERSION_KEYS = (
@@ -45,8 +45,18 @@ def _block(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+class _TextBlock:
+    """A recorded block whose fields are all optional texts."""
+
+    @classmethod
+    def from_json(cls, block: Any) -> Self:
+        """From the recorded block (anything that is not a JSON object reads as empty)."""
+        found = _block(block)
+        return cls(*(_text(found.get(f.name)) for f in fields(cls)))  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class RecordedModel:
+class RecordedModel(_TextBlock):
     """The ``model`` block, typed: None where the run recorded nothing (older runs, or a
     model known by its object rather than a spec)."""
 
@@ -56,26 +66,14 @@ class RecordedModel:
     state_sha256: str | None = None
     cam_layer: str | None = None
 
-    @classmethod
-    def from_json(cls, block: Any) -> RecordedModel:
-        """From the recorded block (anything that is not a JSON object reads as empty)."""
-        found = _block(block)
-        return cls(*(_text(found.get(f.name)) for f in fields(cls)))
-
 
 @dataclass(frozen=True)
-class RecordedData:
+class RecordedData(_TextBlock):
     """The ``dataset`` block, typed: None where the run recorded nothing."""
 
     source: str | None = None
     root: str | None = None
     manifest_sha256: str | None = None
-
-    @classmethod
-    def from_json(cls, block: Any) -> RecordedData:
-        """From the recorded block (anything that is not a JSON object reads as empty)."""
-        found = _block(block)
-        return cls(*(_text(found.get(f.name)) for f in fields(cls)))
 
 
 @dataclass
@@ -155,6 +153,7 @@ class Manifest:
         if "salience" not in data or not isinstance(data.get("methods"), dict):
             raise SalienceError(f"{where} is not a salience run manifest")
         named = {f.name for f in fields(cls)} - {"versions", "extra", "method_kinds"}
+        _check_shapes(cls, data, where)
         kinds = data.get("method_kinds")
         return cls(
             **{k: v for k, v in data.items() if k in named},
@@ -170,6 +169,26 @@ class Manifest:
                 if k not in named and k not in VERSION_KEYS and k != "method_kinds"
             },
         )
+
+
+def _check_shapes(cls: type[Manifest], data: dict[str, Any], where: str) -> None:
+    """A field recorded as an object or a list must be one (null reads as not recorded), so
+    that a damaged or hand-edited ``run.json`` fails here, in one line, not in a reader."""
+    for f in fields(cls):
+        if data.get(f.name) is None or f.name in ("versions", "extra"):
+            continue
+        if f.default_factory is not MISSING:
+            kind = type(f.default_factory())
+        elif f.name == "preprocess":
+            kind = dict
+        else:
+            continue
+        if not isinstance(data[f.name], kind):
+            shape = "an object" if kind is dict else "a list"
+            raise DamagedRunError(
+                f"{where}: {f.name!r} should be {shape}; the file is damaged: rerun the audit "
+                "command into a new folder"
+            )
 
 
 def read_manifest(run: Path) -> Manifest:

@@ -200,7 +200,12 @@ class Run:
 
     @property
     def data_root(self) -> Path:
-        return Path(self.info.dataset["root"])
+        root = self.info.recorded_data.root
+        if root is None:
+            raise DamagedRunError(
+                f"{self.path / MANIFEST}: records no data root; rerun the audit command"
+            )
+        return Path(root)
 
     @property
     def map_size(self) -> tuple[int, int]:
@@ -561,4 +566,10 @@ class Run:
             return None
         if interpolation is not None:
             fields["interpolation"] = interpolation
-        return Preprocess(**fields)
+        try:
+            return Preprocess(**fields)
+        except (TypeError, ValueError) as exc:
+            raise DamagedRunError(
+                f"{self.path / MANIFEST}: its preprocessing cannot be read ({exc}); rerun the "
+                "audit command"
+            ) from None
