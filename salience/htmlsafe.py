@@ -22,3 +22,12 @@ CSP_META = f'<meta http-equiv="Content-Security-Policy" content="{REPORT_CSP}">'
 def escape(value: Any) -> str:
     """``str(value)`` escaped for HTML text and quoted attribute values."""
     return html.escape(str(value), quote=True)
+
+
+def page(title: str, style: str, body: str) -> str:
+    """A whole self-contained report page: the policy, ``title`` (escaped), the inline
+    ``style`` and ``body`` (markup the caller built, its data strings escaped)."""
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{CSP_META}"
+        f"<title>{escape(title)}</title><style>{style}</style></head><body>{body}</body></html>"
+    )

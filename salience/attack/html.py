@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from salience.attack.files import PAGE
-from salience.htmlsafe import CSP_META, escape
+from salience.htmlsafe import escape, page
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1180px; color: #222; }
@@ -226,10 +226,6 @@ def write_attack_html(report: dict[str, Any], out: Path) -> Path:
     title = f"salience attack: {report['model']} on {report['samples']} images"
     body = _prediction(report) + _methods(report) + _others(report) + _per_class(report)
     body += _examples(report, out)
-    page = (
-        f"<!doctype html><html><head><meta charset=utf-8>{CSP_META}<title>{escape(title)}</title>"
-        f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>"
-    )
     path = out / PAGE
-    path.write_text(page, encoding="utf-8")
+    path.write_text(page(title, STYLE, f"<h1>{escape(title)}</h1>{body}"), encoding="utf-8")
     return path

@@ -14,7 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from salience.check import columns, entry_numbers
-from salience.htmlsafe import CSP_META, escape
+from salience.htmlsafe import escape, page
 
 GOOD, BAD, GREY = "#1b7837", "#b2182b", "#777777"
 CONTROL_STYLE = {"random": ("#999999", "--"), "constant": ("#bbbbbb", ":")}
@@ -207,10 +207,6 @@ def render(report: dict[str, Any]) -> str:
     controls: dict[str, dict[str, Any]] = report.get("controls", {})
     everything = {**methods, **controls}
     parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        CSP_META,
-        f"<title>salience check: {escape(str(report['model']))}</title>",
-        f"<style>{STYLE}</style></head><body>",
         f"<h1>Can these saliency maps be trusted for <code>{escape(str(report['model']))}"
         f"</code>?</h1>",
         f"<p>{escape(str(report['samples']))} images on "
@@ -251,8 +247,8 @@ def render(report: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><td>{escape(k)}</td><td class='text'>{_fmt(v)}</td></tr>" for k, v in config.items()
     )
-    parts += ["<h2>Settings</h2>", f"<table>{rows}</table>", "</body></html>"]
-    return "\n".join(parts)
+    parts += ["<h2>Settings</h2>", f"<table>{rows}</table>"]
+    return page(f"salience check: {report['model']}", STYLE, "\n".join(parts))
 
 
 def write_check_html(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
