@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from salience.htmlsafe import CSP_META, escape
+from salience.htmlsafe import escape, page
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
@@ -82,7 +82,11 @@ def _plot(rows: dict[str, dict[str, Any]], front: list[str], threshold: float) -
             f'<circle cx="{sx(a):.1f}" cy="{sy(b):.1f}" r="4" fill="{colour}">'
             f"<title>{escape(name)}</title></circle>"
         )
-        parts.append(f'<text x="{sx(a) + 6:.1f}" y="{sy(b) - 6:.1f}">{escape(name)}</text>')
+        right = sx(a) > W / 2  # labels in the right half end at their point: never clipped
+        x, anchor = (sx(a) - 6, "end") if right else (sx(a) + 6, "start")
+        parts.append(
+            f'<text x="{x:.1f}" y="{sy(b) - 6:.1f}" text-anchor="{anchor}">{escape(name)}</text>'
+        )
     for v in (lo, (lo + hi) / 2, hi):
         parts.append(
             f'<text x="{sx(v):.1f}" y="{H - PAD + 16}" text-anchor="middle">{10**v:.3g}</text>'
@@ -120,11 +124,6 @@ def write_cost_html(report: dict[str, Any], path: Path) -> Path:
         parts.append(f"<h2>{escape(name)}: {escape(best or 'nothing reaches the threshold')}</h2>")
         parts.append(_plot(rows, report["frontier"].get(name, []), threshold))
         parts.append(_table(rows, best))
-    page = (
-        "<!doctype html><html><head><meta charset=utf-8>"
-        f"{CSP_META}"
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
-        f"<body><h1>{escape(title)}</h1>{''.join(parts)}</body></html>"
-    )
-    path.write_text(page, encoding="utf-8")
+    body = f"<h1>{escape(title)}</h1>{''.join(parts)}"
+    path.write_text(page(title, STYLE, body), encoding="utf-8")
     return path
