@@ -24,3 +24,10 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
             f"device {device!r} requested but CUDA is not available; use --device cpu"
         )
     return resolved
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA runs asynchronously), so that a timing
+    taken next covers it; nothing to wait for elsewhere."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -16,7 +16,9 @@ from torch import nn
 
 from salience.check.config import CheckConfig
 from salience.check.steps import STEPS, stage
+from salience.device import synchronize
 from salience.methods import Attribution, from_spec
+from salience.methods.spec import parse_method_spec
 from salience.metrics import MetricResult, metric_info
 from salience.metrics._registry import seeded
 
@@ -45,9 +47,9 @@ class MethodCheck:
     results: dict[str, MetricResult] = field(default_factory=dict)
 
 
-def sync(x: torch.Tensor) -> None:
-    if x.device.type == "cuda":
-        torch.cuda.synchronize(x.device)
+def label_of(spec: str) -> str:
+    """A method's key in the report: its name, or the whole spec when it has parameters."""
+    return spec if ":" in spec else parse_method_spec(spec)[0]
 
 
 def warm_up(model: nn.Module, x: torch.Tensor, method: Attribution, seed: int) -> float:
@@ -55,7 +57,7 @@ def warm_up(model: nn.Module, x: torch.Tensor, method: Attribution, seed: int) -
     start = time.perf_counter()
     with seeded(seed):
         method.explain(model, x[:1], None)
-    sync(x)
+    synchronize(x.device)
     return time.perf_counter() - start
 
 
@@ -75,7 +77,7 @@ def measure(
     """Run every step of :data:`~salience.check.steps.STEPS` for one method spec
     (``name[:key=value,...]``); ``work(step)`` is each step's share for ``progress``."""
     method = from_spec(spec, cam_layer)
-    label = spec if ":" in spec else method.name
+    label = label_of(spec)
     tick = progress or (lambda _event: None)
     if not warmed:
         warm_up(model, x, method, config.seed)
@@ -83,7 +85,7 @@ def measure(
     start = time.perf_counter()
     with seeded(config.seed):
         maps = method.explain(model, x, classes)
-    sync(x)
+    synchronize(x.device)
     out = MethodCheck(method.name, spec, control, 1000 * (time.perf_counter() - start) / len(x))
     tick(CheckEvent(label, "explain", work("explain")))
     for step in STEPS:

@@ -19,13 +19,13 @@ import torch
 from torch import nn
 
 from salience.check.config import CONTROLS, CheckConfig, default_methods
-from salience.check.measure import MethodCheck, Progress, measure, sync, warm_up
+from salience.check.measure import MethodCheck, Progress, label_of, measure, warm_up
 from salience.check.steps import STAGES, STEPS
 from salience.check.summary import failed, summarise
 from salience.check.verdict import judge, rank
+from salience.device import synchronize
 from salience.errors import SalienceError
 from salience.methods import from_spec
-from salience.methods.spec import parse_method_spec
 from salience.metrics._common import resolve_classes
 
 CAVEAT = (
@@ -52,11 +52,6 @@ class Estimate:
 
     def work(self, label: str) -> Callable[[str], float]:
         return lambda step: self.seconds.get((label, step), 0.0)
-
-
-def label_of(spec: str) -> str:
-    """A method's key in the report: its name, or the whole spec when it has parameters."""
-    return spec if ":" in spec else parse_method_spec(spec)[0]
 
 
 def plan(methods: Sequence[str]) -> list[tuple[str, bool]]:
@@ -105,7 +100,7 @@ def _forward_seconds(model: nn.Module, x: torch.Tensor) -> float:
         for _ in range(2):
             start = time.perf_counter()
             model(x)
-            sync(x)
+            synchronize(x.device)
             times.append(time.perf_counter() - start)
     return min(times)
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from salience._guard import model_guard
+from salience.device import synchronize
 from salience.errors import SalienceError
 from salience.methods.batching import chunk_size
 from salience.metrics._common import (
@@ -41,11 +42,6 @@ from salience.outputs import OutputSelector
 
 RONG = "Rong, Leemann, Borisov, Kasneci & Kasneci, ROAD, ICML 2022 (arXiv:2202.00449)"
 PERCENTAGES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _row_noise(rows: torch.Tensor, x: torch.Tensor, seed: int) -> torch.Tensor:
@@ -100,7 +96,7 @@ def road(
         start = time.perf_counter()
         eps = _row_noise(rows, x, seed) if noise > 0 else None
         inputs = impute(x[img], removed.view(-1, h, w), noise=noise, eps=eps, tol=tol)
-        _sync(x.device)
+        synchronize(x.device)
         imputation += time.perf_counter() - start
         return inputs, classes[img]
 
@@ -110,7 +106,7 @@ def road(
         step = chunk_size(model, x, "forward", batch_size)
         start = time.perf_counter()
         scores, preds = forward_rows(model, n * k, make_rows, softmax, output, step)
-        _sync(x.device)
+        synchronize(x.device)
         total = time.perf_counter() - start
     image = torch.arange(n * k, device=preds.device) // k
     correct = (preds == classes[image].to(preds.device)).double()
